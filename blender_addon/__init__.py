@@ -1,0 +1,1 @@
+"""autosim Blender add-on (registration arrives with the UI)."""

@@ -1,0 +1,314 @@
+"""The render server's request handling: bpy-free, driven by an injected backend.
+
+One `RenderServer.step()` serves whatever is waiting on the socket and returns; the headless
+entry point calls it in a blocking loop, the Blender UI from a timer (timers never fire
+headless, see ENVIRONMENT.md). `handle()` maps request frames to reply frames and never raises,
+so a malformed request costs one error reply and nothing else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import traceback
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+
+from protocol import wire
+from protocol.space import ParameterSpace, SpaceError
+
+SERVER_NAME = "autosim-render-server"
+RETURNABLE = ("image", "mask", "instances", "boxes")
+
+
+class Backend(Protocol):
+    """What the server needs from a renderer (the bpy backend, or a fake in tests)."""
+
+    scene: str
+    classes: list[str]
+    blender_version: str
+    space: ParameterSpace
+
+    def render(self, latent: dict[str, Any], width: int, height: int) -> Any:
+        """Render one clipped, named latent; returns an object with image, mask, instances,
+        boxes, classes (numpy arrays) and render_s."""
+        ...
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """Refuse absurd requests before they cost minutes or gigabytes."""
+
+    max_n: int = 512
+    max_side: int = 2048
+    max_pixels_per_request: int = 64 * 1024 * 1024
+    max_message_bytes: int = wire.DEFAULT_MAX_BYTES
+    default_width: int = 64
+    default_height: int = 64
+
+
+class RequestError(Exception):
+    """A request that decoded but asks for something this server can't do."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclasses.dataclass
+class ServerState:
+    """What the UI shows: the current distribution and who is steering it."""
+
+    space: ParameterSpace
+    generation: int = 0
+    client: str = ""
+    metrics: dict[str, float] = dataclasses.field(default_factory=dict)
+    requests: int = 0
+    errors: int = 0
+    images: int = 0
+    last_error: str = ""
+    shutdown_requested: bool = False
+
+
+class RenderServer:
+    """Protocol v1 over a ZeroMQ ROUTER socket (REQ and DEALER clients both work)."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        limits: Limits | None = None,
+        on_change: Callable[[ServerState], None] | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        self.backend = backend
+        self.limits = limits or Limits()
+        self.state = ServerState(space=backend.space)
+        self.on_change = on_change
+        self.log = log or (lambda _msg: None)
+        self._item_counter = itertools.count()
+        self._ctx = None
+        self._sock = None
+        self.endpoint = ""
+
+    # ---------------------------------------------------------------- socket
+    def bind(self, address: str = "tcp://127.0.0.1:5555") -> str:
+        """Bind the ROUTER socket; returns the resolved endpoint (ports given as * resolved)."""
+        import zmq
+
+        self._ctx = zmq.Context()
+        self._sock = self._ctx.socket(zmq.ROUTER)
+        self._sock.setsockopt(zmq.LINGER, 0)
+        self._sock.setsockopt(zmq.MAXMSGSIZE, self.limits.max_message_bytes)
+        try:
+            self._sock.bind(address)
+        except zmq.ZMQError as exc:
+            self.close()
+            raise OSError(f"cannot bind render server to {address}: {exc}") from exc
+        self.endpoint = self._sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        return self.endpoint
+
+    def step(self, timeout_ms: int = 0, max_messages: int = 16) -> bool:
+        """Serve waiting requests (waiting up to timeout_ms for the first); False after shutdown."""
+        import zmq
+
+        if self._sock is None:
+            raise RuntimeError("RenderServer.step() before bind()")
+        for i in range(max_messages):
+            if not self._sock.poll(timeout_ms if i == 0 else 0, zmq.POLLIN):
+                break
+            raw = self._sock.recv_multipart(copy=True)
+            envelope, frames = _split_envelope(raw)
+            if envelope is None:
+                continue  # not even a routable message
+            self._sock.send_multipart(envelope + self.handle(frames))
+            if self.state.shutdown_requested:
+                return False
+        return not self.state.shutdown_requested
+
+    def serve_forever(self, poll_ms: int = 200) -> None:
+        """Blocking loop for headless servers; returns on `shutdown`, Ctrl-C propagates."""
+        while self.step(timeout_ms=poll_ms):
+            pass
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close(0)
+            self._sock = None
+        if self._ctx is not None:
+            self._ctx.term()
+            self._ctx = None
+
+    # -------------------------------------------------------------- handling
+    def handle(self, frames: Sequence[bytes]) -> list[bytes]:
+        """Request frames -> reply frames. Never raises."""
+        self.state.requests += 1
+        request_id: str | None = None
+        try:
+            msg = wire.decode(frames, max_bytes=self.limits.max_message_bytes, expect_request=True)
+            request_id = msg.id
+            fields = getattr(self, f"_on_{msg.type}")(msg)
+            return wire.reply(msg, fields)
+        except wire.ProtocolError as exc:
+            return self._error(exc.request_id or request_id, exc.code, str(exc))
+        except RequestError as exc:
+            return self._error(request_id, exc.code, exc.message)
+        except Exception as exc:  # a bug or a renderer crash must not take the server down
+            self.log(traceback.format_exc())
+            return self._error(request_id, "internal", f"{type(exc).__name__}: {exc}")
+
+    def _error(self, request_id: str | None, code: str, message: str) -> list[bytes]:
+        self.state.errors += 1
+        self.state.last_error = f"{code}: {message}"
+        self.log(f"error reply ({code}): {message}")
+        return wire.error_reply(request_id, code, message)
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change(self.state)
+
+    def _params_fields(self) -> dict[str, Any]:
+        return {
+            "space": self.state.space.to_dict(),
+            "psi": self.state.space.psi.tolist(),
+            "generation": self.state.generation,
+        }
+
+    def _on_hello(self, msg: wire.Message) -> dict[str, Any]:
+        client = msg.fields.get("client")
+        if client:
+            self.state.client = str(client)[:200]
+            self._changed()
+        return {
+            "protocol": wire.PROTOCOL_VERSION,
+            "server": SERVER_NAME,
+            "blender": self.backend.blender_version,
+            "scene": self.backend.scene,
+            "classes": list(self.backend.classes),
+            **self._params_fields(),
+        }
+
+    def _on_get_params(self, msg: wire.Message) -> dict[str, Any]:
+        return self._params_fields()
+
+    def _on_set_params(self, msg: wire.Message) -> dict[str, Any]:
+        expected = msg.fields.get("expected_generation")
+        if expected is not None and expected != self.state.generation:
+            raise RequestError(
+                "stale_generation",
+                f"expected_generation {expected} but the server is at {self.state.generation}",
+            )
+        psi = np.asarray(msg.fields["psi"], dtype=np.float64).ravel()
+        try:
+            space = self.state.space.with_psi(psi)
+        except SpaceError as exc:
+            raise RequestError("bad_value", f"psi: {exc}") from exc
+        self.state.space = space
+        self.state.generation += 1
+        if msg.fields.get("client"):
+            self.state.client = str(msg.fields["client"])[:200]
+        if msg.fields.get("metrics"):
+            self.state.metrics = {str(k): float(v) for k, v in msg.fields["metrics"].items()}
+        self._changed()
+        return {"generation": self.state.generation}
+
+    def _on_shutdown(self, msg: wire.Message) -> dict[str, Any]:
+        self.state.shutdown_requested = True
+        return {}
+
+    def _on_render(self, msg: wire.Message) -> dict[str, Any]:
+        f = msg.fields
+        lim = self.limits
+        width = _int_in(f, "width", lim.default_width, 1, lim.max_side)
+        height = _int_in(f, "height", lim.default_height, 1, lim.max_side)
+        wanted = f.get("return", list(RETURNABLE))
+        unknown = sorted(set(wanted) - set(RETURNABLE))
+        if unknown:
+            raise RequestError("bad_value", f"return: unknown {unknown}; allowed {RETURNABLE}")
+        generation = f.get("generation")
+        if generation is not None and generation != self.state.generation:
+            raise RequestError(
+                "stale_generation",
+                f"request made under psi generation {generation}, server is at "
+                f"{self.state.generation}: fetch get_params first",
+            )
+        space = self.state.space
+        if "latents" in f:
+            try:
+                latents = space.validate_latents(f["latents"])
+            except SpaceError as exc:
+                raise RequestError("bad_value", f"latents: {exc}") from exc
+            seed = None
+        else:
+            n = _int_in(f, "n", 1, 1, lim.max_n)
+            seed = int(f["seed"])
+            latents = space.sample(n, np.random.default_rng(seed))
+        n = len(latents)
+        if n == 0 or n > lim.max_n:
+            raise RequestError("bad_value", f"latents: need 1..{lim.max_n} rows, got {n}")
+        if n * width * height > lim.max_pixels_per_request:
+            raise RequestError(
+                "bad_value",
+                f"request of {n} x {width}x{height} px exceeds "
+                f"{lim.max_pixels_per_request} pixels; split it",
+            )
+        items = []
+        for index, row in enumerate(latents):
+            named = space.unpack_latent(row)
+            try:
+                result = self.backend.render(space.clip_latent(named), width, height)
+            except Exception as exc:
+                self.log(traceback.format_exc())
+                raise RequestError(
+                    "render_failed", f"item {index} of {n}: {type(exc).__name__}: {exc}"
+                ) from exc
+            item = {
+                "item_id": f"{self.state.generation}-{next(self._item_counter)}",
+                "index": index,
+                "seed": seed,
+                "generation": self.state.generation,
+                "latent": row.tolist(),
+                "latent_named": _jsonable(named),
+                "render_s": float(result.render_s),
+                "width": width,
+                "height": height,
+            }
+            for key in wanted:
+                item[key] = getattr(result, key)
+            if "boxes" in wanted:
+                item["classes"] = result.classes
+            items.append(item)
+        self.state.images += n
+        self._changed()
+        return {"generation": self.state.generation, "items": items}
+
+
+def _int_in(fields: dict, key: str, default: int, low: int, high: int) -> int:
+    value = fields.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise RequestError("bad_value",
+                           f"{key}: must be an integer in [{low}, {high}], got {value!r}")
+    return value
+
+
+def _jsonable(named: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in named.items():
+        if isinstance(value, np.ndarray):
+            value = value.tolist()
+        elif isinstance(value, np.generic):
+            value = value.item()
+        out[key] = value
+    return out
+
+
+def _split_envelope(raw: list[bytes]) -> tuple[list[bytes] | None, list[bytes]]:
+    """ROUTER frames: [identity, (b"" delimiter,) *payload]; REQ peers always send the delimiter."""
+    if len(raw) < 2:
+        return None, []
+    if raw[1] == b"":
+        return raw[:2], raw[2:]
+    return raw[:1], raw[1:]

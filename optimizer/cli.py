@@ -1,0 +1,87 @@
+"""`autosim` command line: bad input gets one readable line and a non-zero exit, no traceback."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from importlib import metadata
+
+from optimizer import commands
+from optimizer.errors import CliError
+from optimizer.simulators.client import ServerError, ServerUnavailable
+from optimizer.simulators.local_servers import ServerStartError
+
+
+def _version() -> str:
+    try:
+        return metadata.version("autosim")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+def _servers_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--server", action="append", default=[], metavar="tcp://HOST:PORT",
+                   help="use this running render server (repeatable); default: start local ones")
+    p.add_argument("--local-servers", type=int, default=1, metavar="N",
+                   help="local bpy render servers to start when no --server is given (default 1)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="Cycles threads per local server (0 = all cores)")
+    p.add_argument("--timeout", type=float, default=120.0, metavar="S",
+                   help="seconds to wait for a render server before giving up (default 120)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="autosim",
+        description="Learn the distribution of a Blender scene simulator (AutoSimulate).")
+    parser.add_argument("--version", action="version", version=f"autosim {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    demo = sub.add_parser("demo", help="the quick start: local render servers, a short real run")
+    demo.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--size", type=int, default=64, help="image side in pixels (default 64)")
+    demo.add_argument("--n", type=int, default=16, help="images per set (default 16)")
+    _servers_options(demo)
+
+    render = sub.add_parser("render", help="render a dataset folder from a parameter space")
+    render.add_argument("--scene", default="clevr")
+    render.add_argument("--params", help="parameter-space JSON (default: the scene's own)")
+    render.add_argument("--preset", default=None,
+                        help="a preset of the space, e.g. 'validation' (the default without "
+                             "--params); 'none' for the space's own psi")
+    render.add_argument("--n", type=int, required=True, help="number of images")
+    render.add_argument("--seed", type=int, default=0)
+    render.add_argument("--size", type=int, default=64, help="image side in pixels")
+    render.add_argument("--out", required=True, help="dataset folder to write")
+    _servers_options(render)
+
+    serve = sub.add_parser("serve", help="run a render server in this process (bpy module)")
+    serve.add_argument("--scene", default="clevr")
+    serve.add_argument("--bind", default="tcp://127.0.0.1:5555")
+    serve.add_argument("--threads", type=int, default=0)
+    serve.add_argument("--params")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(getattr(commands, f"cmd_{args.command}")(args) or 0)
+    except CliError as exc:
+        print(f"autosim {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except (ServerUnavailable, ServerError, ServerStartError) as exc:
+        print(f"autosim {args.command}: render server error: {exc}", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        print(f"autosim {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

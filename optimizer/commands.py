@@ -1,0 +1,126 @@
+"""What each `autosim` subcommand does; argument parsing lives in cli.py."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from optimizer.errors import CliError
+from optimizer.simulators.local_servers import LocalServers
+from optimizer.simulators.remote import RemoteSimulator
+from protocol.dataset import DatasetWriter
+from protocol.space import ParameterSpace, SpaceError
+
+
+def load_space_file(path: str) -> ParameterSpace:
+    try:
+        return ParameterSpace.from_json(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise CliError(f"cannot read parameter file {path}: {exc.strerror}") from exc
+    except SpaceError as exc:
+        raise CliError(f"{path}: {exc}") from exc
+
+
+def _check_scene(scene: str) -> None:
+    from blender_addon.scenes import SCENE_NAMES
+
+    if scene not in SCENE_NAMES:
+        raise CliError(f"unknown scene {scene!r}; known: {', '.join(SCENE_NAMES)}")
+
+
+@contextlib.contextmanager
+def open_simulator(args: argparse.Namespace, scene: str) -> Iterator[RemoteSimulator]:
+    """Running servers from --server, else local bpy servers started (and stopped) here."""
+    if args.server:
+        with RemoteSimulator(args.server, timeout_s=args.timeout) as sim:
+            if sim.scene != scene:
+                raise CliError(f"server(s) {args.server} serve scene {sim.scene!r}, not {scene!r}")
+            yield sim
+        return
+    _check_scene(scene)
+    if args.local_servers < 1:
+        raise CliError(f"--local-servers must be at least 1, got {args.local_servers}")
+    with LocalServers(scene, args.local_servers, threads=args.threads) as endpoints:
+        with RemoteSimulator(endpoints, timeout_s=args.timeout) as sim:
+            yield sim
+
+
+def render_dataset(sim: RemoteSimulator, space: ParameterSpace, n: int, seed: int, size: int,
+                   out: Path, chunk: int = 16) -> dict:
+    """Sample n latents from `space`, render them, write the dataset layout; returns a summary."""
+    rng = np.random.default_rng(seed)
+    latents = space.sample(n, rng)
+    started = time.perf_counter()
+    render_s = 0.0
+    class_pixels = np.zeros(len(sim.classes), np.int64)
+    with DatasetWriter(out, sim.classes, space.to_dict()) as writer:
+        for start in range(0, n, chunk):
+            batch = sim.render(latents[start:start + chunk], size, size)
+            render_s += batch.render_s
+            for k in range(len(batch)):
+                writer.add(batch.images[k], batch.masks[k], batch.boxes[k], batch.classes[k], {
+                    "item_id": batch.item_ids[k], "seed": seed, "index": start + k,
+                    "latent": batch.latents[k].tolist(),
+                    "latent_named": _named(space, batch.latents[k]),
+                })
+                class_pixels += np.bincount(batch.masks[k].ravel(),
+                                            minlength=len(sim.classes))[: len(sim.classes)]
+    wall = time.perf_counter() - started
+    return {"n": n, "wall_s": wall, "render_s": render_s, "images_per_s": n / max(wall, 1e-9),
+            "class_fraction": (class_pixels / max(class_pixels.sum(), 1)).tolist()}
+
+
+def _named(space: ParameterSpace, row: np.ndarray) -> dict:
+    return json.loads(json.dumps(space.unpack_latent(row), default=_tolist))
+
+
+def _tolist(value):
+    return value.tolist() if hasattr(value, "tolist") else str(value)
+
+
+def _target_space(sim: RemoteSimulator, params: str | None, preset: str | None) -> ParameterSpace:
+    space = load_space_file(params) if params else sim.space
+    if preset is None:
+        preset = None if params else "validation"
+    if preset and preset != "none":
+        try:
+            space = space.preset(preset)
+        except SpaceError as exc:
+            raise CliError(str(exc)) from exc
+    return space
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    if args.n < 1:
+        raise CliError(f"--n must be at least 1, got {args.n}")
+    if not 8 <= args.size <= 2048:
+        raise CliError(f"--size must be in [8, 2048], got {args.size}")
+    with open_simulator(args, args.scene) as sim:
+        space = _target_space(sim, args.params, args.preset)
+        if space.psi_dim != sim.space.psi_dim:
+            raise CliError(f"{args.params}: space does not match scene {sim.scene!r}")
+        summary = render_dataset(sim, space, args.n, args.seed, args.size, Path(args.out))
+    print(f"rendered {summary['n']} images of {args.scene} to {args.out} "
+          f"({summary['images_per_s']:.1f} images/s)")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from blender_addon import serve
+
+    argv = ["--scene", args.scene, "--bind", args.bind, "--threads", str(args.threads)]
+    if args.params:
+        argv += ["--params", args.params]
+    return serve.main(argv)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from optimizer.demo import run_demo
+
+    return run_demo(args)

@@ -1,0 +1,1 @@
+"""Simulators the optimizer trains against: remote render servers (and the toy)."""

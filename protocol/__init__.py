@@ -1,0 +1,1 @@
+"""Shared by the Blender add-on and the optimizer: stdlib + numpy only."""

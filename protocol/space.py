@@ -1,0 +1,650 @@
+"""Named scene parameters and their distributions q_psi(s); psi <-> one flat vector.
+
+The optimizer learns psi by score-function gradients, so `score` (d/dpsi log q_psi(s)) is exact
+and closed-form. numpy + stdlib only: this module also runs inside Blender's bundled Python.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import MISSING, InitVar, dataclass, fields, replace
+from typing import Any, ClassVar
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+FORMAT = "autosim.space"
+VERSION = 1
+LOG_STD_RANGE = (-10.0, 5.0)
+_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+class SpaceError(ValueError):
+    """An invalid space, psi or latent; the message names the offending field path."""
+
+
+def _num(v: Any, path: str) -> float:
+    """A finite float; bools and strings are rejected so typos cannot pass as numbers."""
+    if isinstance(v, bool) or not isinstance(v, int | float | np.integer | np.floating):
+        raise SpaceError(f"{path}: expected a number, got {type(v).__name__} {v!r}")
+    if not math.isfinite(float(v)):
+        raise SpaceError(f"{path}: must be finite, got {float(v)}")
+    return float(v)
+
+
+def _vec(v: Any, path: str, size: int | None = None, why: str = "") -> tuple[float, ...]:
+    """A tuple of finite floats; a bare number counts as one value."""
+    if isinstance(v, np.ndarray):
+        v = v.tolist()
+    if isinstance(v, list | tuple):
+        vals = tuple(_num(x, f"{path}[{i}]") for i, x in enumerate(v))
+    else:
+        vals = (_num(v, path),)
+    if size is None and not vals:
+        raise SpaceError(f"{path}: needs at least one value (dimension must be >= 1)")
+    if size is not None and len(vals) != size:
+        raise SpaceError(f"{path}: expected {size} values{why}, got {len(vals)}")
+    return vals
+
+
+def _log_prob_sigmoid(x: np.ndarray | float) -> np.ndarray:
+    """log(sigmoid(x)) without overflow for large |x|."""
+    return -np.logaddexp(0.0, -np.asarray(x, dtype=np.float64))
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    e = np.exp(logits - np.max(logits))
+    return e / e.sum()
+
+
+class _ParamBase:
+    """Behaviour shared by the per-kind dataclasses (which own the fields)."""
+
+    kind: ClassVar[str]
+    name: str
+    doc: str
+    fixed: bool
+
+    def _prefix(self, path: str) -> str:
+        if not isinstance(self.name, str) or not _NAME_RE.fullmatch(self.name):
+            raise SpaceError(f"{path or 'param'}.name: must be an identifier-like string "
+                             f"([A-Za-z_][A-Za-z0-9_]*), got {self.name!r}")
+        pre = f"{path} ({self.name!r})" if path else f"param {self.name!r}"
+        if not isinstance(self.doc, str):
+            raise SpaceError(f"{pre}.doc: expected a string, got {type(self.doc).__name__}")
+        if not isinstance(self.fixed, bool):
+            raise SpaceError(f"{pre}.fixed: expected true/false, got {self.fixed!r}")
+        return pre
+
+    def psi_keys(self) -> dict[str, int | None]:
+        """Named-psi keys in psi order, with their sizes (None: a scalar)."""
+        raise NotImplementedError
+
+    @property
+    def psi_size(self) -> int:
+        return sum(1 if s is None else s for s in self.psi_keys().values())
+
+    @property
+    def latent_size(self) -> int:
+        return 1
+
+    def psi_labels(self) -> list[str]:
+        out = []
+        for key, size in self.psi_keys().items():
+            if size is None or size == 1:
+                out.append(f"{self.name}.{key}")
+            else:
+                out += [f"{self.name}.{key}[{i}]" for i in range(size)]
+        return out
+
+    def unpack_theta(self, theta: np.ndarray) -> dict[str, Any]:
+        """This parameter's part of psi -> its named form {key: list of floats or float}."""
+        out, i = {}, 0
+        for key, size in self.psi_keys().items():
+            vals = [float(x) for x in theta[i:i + (size or 1)]]
+            out[key], i = (vals[0] if size is None else vals), i + (size or 1)
+        return out
+
+    def theta(self, named: Mapping[str, Any] | None = None) -> np.ndarray:
+        """This parameter's part of psi, from `named` (default: its own values)."""
+        if named is None:
+            named = {k: getattr(self, k) for k in self.psi_keys()}
+        return np.concatenate([np.atleast_1d(np.asarray(named[k], dtype=np.float64))
+                               for k in self.psi_keys()])
+
+    def with_theta(self, theta: np.ndarray) -> Param:
+        return replace(self, **self.unpack_theta(theta))  # type: ignore[type-var]
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"name": self.name, "kind": self.kind}
+        for f in fields(self):  # type: ignore[arg-type]
+            v = getattr(self, f.name)
+            if f.name in ("name", "doc", "fixed") or v is None:
+                continue
+            d[f.name] = list(v) if isinstance(v, tuple) else v
+        d["doc"], d["fixed"] = self.doc, self.fixed
+        return d
+
+    def check_latent(self, x: np.ndarray, path: str) -> None:
+        """Raise SpaceError if a column block of finite latents is outside the support."""
+
+
+@dataclass(frozen=True)
+class NormalParam(_ParamBase):
+    """Diagonal Gaussian over d floats; low/high are renderer clip bounds, not in the density."""
+
+    name: str
+    mean: Sequence[float] | float
+    log_std: Sequence[float] | float
+    low: Sequence[float] | float | None = None
+    high: Sequence[float] | float | None = None
+    doc: str = ""
+    fixed: bool = False
+    _path: InitVar[str] = ""
+    kind: ClassVar[str] = "normal"
+
+    def __post_init__(self, _path: str) -> None:
+        pre = self._prefix(_path)
+        mean = _vec(self.mean, f"{pre}.mean")
+        d, why = len(mean), " (one per mean component)"
+        log_std = _vec(self.log_std, f"{pre}.log_std", d, why)
+        lo_r, hi_r = LOG_STD_RANGE
+        for i, v in enumerate(log_std):
+            if not lo_r <= v <= hi_r:
+                raise SpaceError(f"{pre}.log_std[{i}]: must be within [{lo_r:g}, {hi_r:g}], "
+                                 f"got {v}")
+        low = None if self.low is None else _vec(self.low, f"{pre}.low", d, why)
+        high = None if self.high is None else _vec(self.high, f"{pre}.high", d, why)
+        if low is not None and high is not None:
+            for i in range(d):
+                if not low[i] < high[i]:
+                    raise SpaceError(f"{pre}.low[{i}]: must be < high[{i}], "
+                                     f"got low={low[i]} high={high[i]}")
+        for k, v in (("mean", mean), ("log_std", log_std), ("low", low), ("high", high)):
+            object.__setattr__(self, k, v)
+
+    @property
+    def dim(self) -> int:
+        return len(self.mean)  # type: ignore[arg-type]
+
+    @property
+    def latent_size(self) -> int:
+        return self.dim
+
+    def psi_keys(self) -> dict[str, int | None]:
+        return {"mean": self.dim, "log_std": self.dim}
+
+    def summary(self) -> dict[str, Any]:
+        return {"mean": list(self.mean), "std": [math.exp(v) for v in self.log_std]}
+
+    def log_prob(self, x: np.ndarray, theta: np.ndarray) -> np.ndarray:
+        mu, log_std = theta[: self.dim], theta[self.dim:]
+        z = (x - mu) * np.exp(-log_std)
+        return np.sum(-0.5 * z * z - log_std - _HALF_LOG_2PI, axis=1)
+
+    def score(self, x: np.ndarray, theta: np.ndarray) -> np.ndarray:
+        mu, log_std = theta[: self.dim], theta[self.dim:]
+        z = (x - mu) * np.exp(-log_std)
+        return np.concatenate([z * np.exp(-log_std), z * z - 1.0], axis=1)
+
+    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        std = np.exp(np.asarray(self.log_std))
+        return np.asarray(self.mean) + std * rng.standard_normal((n, self.dim))
+
+    def unpack_latent(self, x: np.ndarray) -> float | list[float]:
+        return float(x[0]) if self.dim == 1 else [float(v) for v in x]
+
+    def pack_latent(self, v: Any, path: str) -> list[float]:
+        return list(_vec(v, path, self.dim))
+
+    def clip(self, v: Any, path: str) -> float | list[float]:
+        x = np.array(_vec(v, path, self.dim))
+        lo = -np.inf if self.low is None else np.asarray(self.low)
+        hi = np.inf if self.high is None else np.asarray(self.high)
+        return self.unpack_latent(np.clip(x, lo, hi))
+
+
+@dataclass(frozen=True)
+class CategoricalParam(_ParamBase):
+    """softmax(logits) over named choices; the latent holds the choice index as a float."""
+
+    name: str
+    choices: Sequence[str]
+    logits: Sequence[float]
+    doc: str = ""
+    fixed: bool = False
+    _path: InitVar[str] = ""
+    kind: ClassVar[str] = "categorical"
+
+    def __post_init__(self, _path: str) -> None:
+        pre = self._prefix(_path)
+        if not isinstance(self.choices, list | tuple) or len(self.choices) < 2:
+            raise SpaceError(f"{pre}.choices: expected a list of at least 2 strings, "
+                             f"got {self.choices!r}")
+        for i, c in enumerate(self.choices):
+            if not isinstance(c, str) or not c:
+                raise SpaceError(f"{pre}.choices[{i}]: expected a non-empty string, got {c!r}")
+            if c in self.choices[:i]:
+                raise SpaceError(f"{pre}.choices[{i}]: duplicate choice {c!r}")
+        logits = _vec(self.logits, f"{pre}.logits", len(self.choices), " (one per choice)")
+        object.__setattr__(self, "choices", tuple(self.choices))
+        object.__setattr__(self, "logits", logits)
+
+    def psi_keys(self) -> dict[str, int | None]:
+        return {"logits": len(self.choices)}
+
+    def psi_labels(self) -> list[str]:
+        return [f"{self.name}.logit[{c}]" for c in self.choices]
+
+    def summary(self) -> dict[str, Any]:
+        p = _softmax(np.asarray(self.logits))
+        return {"probs": {c: float(v) for c, v in zip(self.choices, p)}}
+
+    def log_prob(self, x: np.ndarray, theta: np.ndarray) -> np.ndarray:
+        m = np.max(theta)
+        return theta[x[:, 0].astype(np.intp)] - (m + np.log(np.sum(np.exp(theta - m))))
+
+    def score(self, x: np.ndarray, theta: np.ndarray) -> np.ndarray:
+        return np.eye(len(theta))[x[:, 0].astype(np.intp)] - _softmax(theta)
+
+    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        cdf = np.cumsum(_softmax(np.asarray(self.logits)))
+        cdf[-1] = 1.0
+        return np.searchsorted(cdf, rng.random(n), side="right").astype(np.float64)[:, None]
+
+    def check_latent(self, x: np.ndarray, path: str) -> None:
+        k = len(self.choices)
+        bad = np.flatnonzero((x[:, 0] != np.round(x[:, 0])) | (x[:, 0] < 0) | (x[:, 0] >= k))
+        if bad.size:
+            raise SpaceError(f"{path}[{bad[0]}] ({self.name!r}): category index must be an "
+                             f"integer in 0..{k - 1}, got {x[bad[0], 0]}")
+
+    def unpack_latent(self, x: np.ndarray) -> str:
+        return self.choices[int(x[0])]
+
+    def pack_latent(self, v: Any, path: str) -> list[float]:
+        if isinstance(v, str):
+            if v not in self.choices:
+                raise SpaceError(f"{path}: unknown choice {v!r} (known: {list(self.choices)})")
+            return [float(self.choices.index(v))]
+        if isinstance(v, bool) or not isinstance(v, int | np.integer):
+            raise SpaceError(f"{path}: expected a choice name or index, got {v!r}")
+        return [float(v)]
+
+
+@dataclass(frozen=True)
+class BernoulliParam(_ParamBase):
+    """An on/off switch with p = sigmoid(logit); the latent is 0.0 or 1.0."""
+
+    name: str
+    logit: float
+    doc: str = ""
+    fixed: bool = False
+    _path: InitVar[str] = ""
+    kind: ClassVar[str] = "bernoulli"
+
+    def __post_init__(self, _path: str) -> None:
+        object.__setattr__(self, "logit", _num(self.logit, f"{self._prefix(_path)}.logit"))
+
+    def psi_keys(self) -> dict[str, int | None]:
+        return {"logit": None}
+
+    def summary(self) -> dict[str, Any]:
+        return {"p": float(np.exp(_log_prob_sigmoid(self.logit)))}
+
+    def log_prob(self, x: np.ndarray, theta: np.ndarray) -> np.ndarray:
+        b = x[:, 0]
+        return b * _log_prob_sigmoid(theta[0]) + (1.0 - b) * _log_prob_sigmoid(-theta[0])
+
+    def score(self, x: np.ndarray, theta: np.ndarray) -> np.ndarray:
+        return (x[:, 0] - np.exp(_log_prob_sigmoid(theta[0])))[:, None]
+
+    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        p = np.exp(_log_prob_sigmoid(self.logit))
+        return (rng.random(n) < p).astype(np.float64)[:, None]
+
+    def check_latent(self, x: np.ndarray, path: str) -> None:
+        bad = np.flatnonzero((x[:, 0] != 0.0) & (x[:, 0] != 1.0))
+        if bad.size:
+            raise SpaceError(f"{path}[{bad[0]}] ({self.name!r}): must be 0 or 1, "
+                             f"got {x[bad[0], 0]}")
+
+    def unpack_latent(self, x: np.ndarray) -> bool:
+        return bool(x[0] == 1.0)
+
+    def pack_latent(self, v: Any, path: str) -> list[float]:
+        if isinstance(v, bool | np.bool_) or (
+                isinstance(v, int | float | np.integer | np.floating) and v in (0, 1)):
+            return [float(v)]
+        raise SpaceError(f"{path}: expected true/false (or 0/1), got {v!r}")
+
+
+Param = NormalParam | CategoricalParam | BernoulliParam
+PARAM_KINDS: dict[str, type[Param]] = {c.kind: c for c in (NormalParam, CategoricalParam,
+                                                           BernoulliParam)}
+
+
+def _known(names: Sequence[str]) -> str:
+    return ", ".join(names) if names else "none"
+
+
+class ParameterSpace:
+    """An ordered set of named parameters; psi is their unconstrained parameters, flattened."""
+
+    def __init__(self, params: Sequence[Param], name: str = "",
+                 presets: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+        if not isinstance(name, str):
+            raise SpaceError(f"name: expected a string, got {type(name).__name__}")
+        self._params: tuple[Param, ...] = tuple(params)
+        self._name = name
+        self._psi_slices: dict[str, slice] = {}
+        self._latent_slices: dict[str, slice] = {}
+        pi = li = 0
+        for i, p in enumerate(self._params):
+            if not isinstance(p, NormalParam | CategoricalParam | BernoulliParam):
+                raise SpaceError(f"params[{i}]: expected a parameter, got {type(p).__name__}")
+            if p.name in self._psi_slices:
+                j = self.names.index(p.name)
+                raise SpaceError(f"params[{i}].name: duplicate name {p.name!r} (params[{j}])")
+            self._psi_slices[p.name] = slice(pi, pi + p.psi_size)
+            self._latent_slices[p.name] = slice(li, li + p.latent_size)
+            pi, li = pi + p.psi_size, li + p.latent_size
+        self._psi = np.concatenate([p.theta() for p in self._params] or [np.zeros(0)])
+        self._labels = [lab for p in self._params for lab in p.psi_labels()]
+        self._latent_labels = [p.name for p in self._params for _ in range(p.latent_size)]
+        self._log_std_idx = np.array([i for i, lab in enumerate(self._labels)
+                                      if ".log_std" in lab], dtype=np.intp)
+        if presets is not None and not isinstance(presets, Mapping):
+            raise SpaceError(f"presets: expected an object, got {type(presets).__name__}")
+        self._presets: dict[str, dict[str, dict[str, Any]]] = {}
+        for pname, named in (presets or {}).items():
+            if not isinstance(pname, str) or not pname:
+                raise SpaceError(f"presets: preset names must be non-empty strings, got {pname!r}")
+            self._presets[pname] = self._parse_named(named, f"presets.{pname}")
+            self._check_psi(self._pack(self._presets[pname], self._psi), f"presets.{pname}")
+
+    # ---- read-only views (copies, so callers cannot alter the space) ------------------------
+    @property
+    def params(self) -> tuple[Param, ...]:
+        return self._params
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def psi_dim(self) -> int:
+        return len(self._psi)
+
+    @property
+    def latent_dim(self) -> int:
+        return len(self._latent_labels)
+
+    @property
+    def names(self) -> list[str]:
+        return [p.name for p in self._params]
+
+    @property
+    def psi_slices(self) -> dict[str, slice]:
+        return dict(self._psi_slices)
+
+    @property
+    def latent_slices(self) -> dict[str, slice]:
+        return dict(self._latent_slices)
+
+    @property
+    def psi_labels(self) -> list[str]:
+        """One label per psi entry, e.g. 'location.mean[1]' or 'material.logit[metal]'."""
+        return list(self._labels)
+
+    @property
+    def presets(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """Preset name -> (partial) named psi; a copy, so callers cannot alter the space."""
+        return copy.deepcopy(self._presets)
+
+    @property
+    def free_mask(self) -> np.ndarray:
+        """True on psi entries the optimizer may change (those of non-fixed params)."""
+        return np.array([not p.fixed for p in self._params for _ in range(p.psi_size)], dtype=bool)
+
+    @property
+    def psi(self) -> np.ndarray:
+        """A copy of the current flat psi (float64)."""
+        return self._psi.copy()
+
+    def __repr__(self) -> str:
+        return f"ParameterSpace(name={self._name!r}, params={self.names}, psi_dim={self.psi_dim})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ParameterSpace) and self.to_dict() == other.to_dict()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def _param(self, name: str) -> Param:
+        if name not in self._psi_slices:
+            raise SpaceError(f"unknown parameter {name!r} (known: {_known(self.names)})")
+        return self._params[self.names.index(name)]
+
+    # ---- psi --------------------------------------------------------------------------------
+    def _check_psi(self, psi: ArrayLike, path: str = "psi", ranges: bool = True) -> np.ndarray:
+        try:
+            a = np.array(psi, dtype=np.float64)
+        except (TypeError, ValueError) as e:
+            raise SpaceError(f"{path}: expected {self.psi_dim} numbers ({e})") from None
+        if a.shape != (self.psi_dim,):
+            raise SpaceError(f"{path}: expected shape ({self.psi_dim},), got {a.shape}")
+        bad = np.flatnonzero(~np.isfinite(a))
+        if bad.size:
+            i = bad[0]
+            raise SpaceError(f"{path}[{i}] ({self._labels[i]}): must be finite, got {a[i]}")
+        lo, hi = LOG_STD_RANGE
+        ls = a[self._log_std_idx]
+        bad = self._log_std_idx[(ls < lo) | (ls > hi)]
+        if ranges and bad.size:
+            i = bad[0]
+            raise SpaceError(f"{path}[{i}] ({self._labels[i]}): must be within "
+                             f"[{lo:g}, {hi:g}], got {a[i]}")
+        return a
+
+    def _theta(self, psi: ArrayLike | None) -> np.ndarray:
+        return self._psi if psi is None else self._check_psi(psi, ranges=False)
+
+    def with_psi(self, psi: ArrayLike) -> ParameterSpace:
+        """The same space at another psi (validated: shape, finite, log_std range)."""
+        a = self._check_psi(psi)
+        params = [p.with_theta(a[self._psi_slices[p.name]]) for p in self._params]
+        return ParameterSpace(params, self._name, self._presets)
+
+    def with_fixed(self, name: str, fixed: bool) -> ParameterSpace:
+        """The same space with one parameter frozen (fixed=True) or freed for the optimizer."""
+        target = self._param(name)
+        params = [replace(p, fixed=fixed) if p is target else p for p in self._params]
+        return ParameterSpace(params, self._name, self._presets)
+
+    def unpack_psi(self, psi: ArrayLike | None = None) -> dict[str, dict[str, Any]]:
+        """Flat psi -> {param: {key: list or float}}, the form presets and UIs use."""
+        theta = self._theta(psi)
+        return {p.name: p.unpack_theta(theta[self._psi_slices[p.name]]) for p in self._params}
+
+    def _parse_named(self, named: Any, path: str) -> dict[str, dict[str, Any]]:
+        if not isinstance(named, Mapping):
+            raise SpaceError(f"{path}: expected an object, got {type(named).__name__}")
+        out: dict[str, dict[str, Any]] = {}
+        for pname, entry in named.items():
+            if pname not in self._psi_slices:
+                raise SpaceError(f"{path}.{pname}: unknown parameter (known: "
+                                 f"{_known(self.names)})")
+            keys = self._param(pname).psi_keys()
+            if not isinstance(entry, Mapping):
+                raise SpaceError(f"{path}.{pname}: expected an object with keys {list(keys)}")
+            out[pname] = {}
+            for key, v in entry.items():
+                if key not in keys:
+                    raise SpaceError(f"{path}.{pname}.{key}: unknown key (allowed: "
+                                     f"{_known(list(keys))})")
+                size, kp = keys[key], f"{path}.{pname}.{key}"
+                out[pname][key] = _num(v, kp) if size is None else list(_vec(v, kp, size))
+        return out
+
+    def _pack(self, parsed: Mapping[str, Mapping[str, Any]], base: np.ndarray) -> np.ndarray:
+        out = base.copy()
+        for pname, entry in parsed.items():
+            p, sl = self._param(pname), self._psi_slices[pname]
+            out[sl] = p.theta({**p.unpack_theta(out[sl]), **entry})
+        return out
+
+    def pack_psi(self, named: Mapping[str, Mapping[str, Any]],
+                 base: ArrayLike | None = None) -> np.ndarray:
+        """Named psi -> flat psi; params or keys left out keep `base` (default: current psi)."""
+        base_a = self._psi if base is None else self._check_psi(base, "base", ranges=False)
+        return self._pack(self._parse_named(named, "named"), base_a)
+
+    def preset(self, name: str) -> ParameterSpace:
+        """The space at a stored preset psi (e.g. 'validation')."""
+        if name not in self._presets:
+            raise SpaceError(f"unknown preset {name!r} (known: {_known(list(self._presets))})")
+        return self.with_psi(self._pack(self._presets[name], self._psi))
+
+    # ---- latents ------------------------------------------------------------------------------
+    def validate_latents(self, latents: ArrayLike) -> np.ndarray:
+        """(latent_dim,) or (n, latent_dim) -> a checked (n, latent_dim) float64 copy."""
+        try:
+            a = np.array(latents, dtype=np.float64)
+        except (TypeError, ValueError) as e:
+            raise SpaceError(f"latents: expected an array of numbers ({e})") from None
+        if a.ndim == 1 and a.shape[0] == self.latent_dim:
+            a = a[None, :]
+        if a.ndim != 2 or a.shape[1] != self.latent_dim:
+            raise SpaceError(f"latents: expected shape ({self.latent_dim},) or "
+                             f"(n, {self.latent_dim}), got {a.shape}")
+        bad = np.argwhere(~np.isfinite(a))
+        if bad.size:
+            r, c = bad[0]
+            raise SpaceError(f"latents[{r}, {c}] ({self._latent_labels[c]!r}): must be finite, "
+                             f"got {a[r, c]}")
+        for p in self._params:
+            p.check_latent(a[:, self._latent_slices[p.name]], "latents")
+        return a
+
+    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """n latents from q_psi as an (n, latent_dim) float64 array; rng makes it reproducible."""
+        if not isinstance(rng, np.random.Generator):
+            raise TypeError(f"rng: expected numpy.random.Generator, got {type(rng).__name__}")
+        if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 0:
+            raise SpaceError(f"n: expected an integer >= 0, got {n!r}")
+        return np.concatenate([p.sample(int(n), rng) for p in self._params]
+                              or [np.zeros((int(n), 0))], axis=1)
+
+    def log_prob(self, latents: ArrayLike, psi: ArrayLike | None = None) -> np.ndarray:
+        """log q_psi(s) per row, (n,); psi=None: current psi (else checked: shape, finite)."""
+        x, theta = self.validate_latents(latents), self._theta(psi)
+        out = np.zeros(x.shape[0])
+        for p in self._params:
+            out += p.log_prob(x[:, self._latent_slices[p.name]], theta[self._psi_slices[p.name]])
+        return out
+
+    def score(self, latents: ArrayLike, psi: ArrayLike | None = None) -> np.ndarray:
+        """Exact d/dpsi log q_psi(s) per row, (n, psi_dim); fixed params included (mask them)."""
+        x, theta = self.validate_latents(latents), self._theta(psi)
+        out = np.zeros((x.shape[0], self.psi_dim))
+        for p in self._params:
+            ps = self._psi_slices[p.name]
+            out[:, ps] = p.score(x[:, self._latent_slices[p.name]], theta[ps])
+        return out
+
+    def unpack_latent(self, row: ArrayLike) -> dict[str, Any]:
+        """One latent -> {name: float | list[float] | choice name | bool}, for renderers/UIs."""
+        a = self.validate_latents(row)
+        if a.shape[0] != 1:
+            raise SpaceError(f"latents: expected one row, got {a.shape[0]}")
+        return {p.name: p.unpack_latent(a[0, self._latent_slices[p.name]]) for p in self._params}
+
+    def pack_latent(self, named: Mapping[str, Any]) -> np.ndarray:
+        """Inverse of unpack_latent (categoricals as choice name or index); every param needed."""
+        if not isinstance(named, Mapping):
+            raise SpaceError(f"latent: expected an object, got {type(named).__name__}")
+        for k in named:
+            self._param(k)
+        missing = [n for n in self.names if n not in named]
+        if missing:
+            raise SpaceError(f"latent: missing parameters {missing}")
+        row = [x for p in self._params for x in p.pack_latent(named[p.name], f"latent.{p.name}")]
+        return self.validate_latents(np.array(row, dtype=np.float64))[0]
+
+    def clip_latent(self, named: Mapping[str, Any]) -> dict[str, Any]:
+        """Apply the normal params' low/high bounds to an unpacked latent, as the renderer does."""
+        out = dict(named)
+        for k, v in named.items():
+            p = self._param(k)
+            if isinstance(p, NormalParam):
+                out[k] = p.clip(v, f"latent.{k}")
+        return out
+
+    # ---- serialisation ------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict; from_dict(to_dict()) reproduces the space exactly."""
+        return {"format": FORMAT, "version": VERSION, "name": self._name,
+                "params": [p.to_dict() for p in self._params], "presets": self.presets}
+
+    @classmethod
+    def from_dict(cls, d: Any) -> ParameterSpace:
+        """Build a space from its dict form, validating everything (SpaceError names the path)."""
+        if not isinstance(d, Mapping):
+            raise SpaceError(f"space: expected an object, got {type(d).__name__}")
+        allowed = ("format", "version", "name", "params", "presets")
+        for k in d:
+            if k not in allowed:
+                raise SpaceError(f"{k}: unknown key (allowed: {_known(allowed)})")
+        if d.get("format") != FORMAT:
+            raise SpaceError(f"format: expected {FORMAT!r}, got {d.get('format')!r}")
+        v = d.get("version")
+        if isinstance(v, bool) or v != VERSION:
+            raise SpaceError(f"version: expected {VERSION}, got {v!r}")
+        if "params" not in d:
+            raise SpaceError("params: missing required field")
+        if not isinstance(d["params"], list):
+            raise SpaceError(f"params: expected a list, got {type(d.get('params')).__name__}")
+        params = [_param_from_dict(p, f"params[{i}]") for i, p in enumerate(d["params"])]
+        return cls(params, d.get("name", ""), d.get("presets"))
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, allow_nan=False)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> ParameterSpace:
+        """Parse and validate; NaN/Infinity literals and malformed JSON raise SpaceError."""
+        def reject(const: str) -> None:
+            raise SpaceError(f"json: {const} is not allowed (numbers must be finite)")
+
+        try:
+            d = json.loads(text, parse_constant=reject)
+        except (json.JSONDecodeError, TypeError, UnicodeDecodeError) as e:
+            raise SpaceError(f"json: invalid JSON: {e}") from None
+        return cls.from_dict(d)
+
+
+def _param_from_dict(d: Any, path: str) -> Param:
+    if not isinstance(d, Mapping):
+        raise SpaceError(f"{path}: expected an object, got {type(d).__name__}")
+    where = f"{path} ({d['name']!r})" if isinstance(d.get("name"), str) else path
+    if "kind" not in d:
+        raise SpaceError(f"{where}.kind: missing required field")
+    cls = PARAM_KINDS.get(d["kind"]) if isinstance(d["kind"], str) else None
+    if cls is None:
+        raise SpaceError(f"{where}.kind: unknown kind {d['kind']!r} (known: "
+                         f"{_known(sorted(PARAM_KINDS))})")
+    fs = [f for f in fields(cls) if not f.name.startswith("_")]
+    allowed = ["kind"] + [f.name for f in fs]
+    for k in d:
+        if k not in allowed:
+            raise SpaceError(f"{where}.{k}: unknown key for kind {cls.kind!r} "
+                             f"(allowed: {_known(allowed)})")
+    for f in fs:
+        if f.name not in d and f.default is MISSING:
+            raise SpaceError(f"{where}.{f.name}: missing required field")
+    return cls(**{k: v for k, v in d.items() if k != "kind"}, _path=path)
