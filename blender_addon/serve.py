@@ -15,6 +15,7 @@ import json
 import os
 import signal
 import sys
+import threading
 
 if __package__ in (None, ""):  # run as a script by `blender -P`: make the packages importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -48,8 +49,57 @@ def _inside_blender_binary() -> bool:
     return os.path.basename(sys.argv[0]).lower().startswith("blender")
 
 
-def _sigterm(_signum, _frame) -> None:
-    raise KeyboardInterrupt
+class _Stop:
+    """Signal state. An exception raised while Cycles renders surfaces inside the render
+    engine's Python callback, where Blender prints and swallows it; so during a render the
+    handler only records the stop and _Interruptible raises once the image is done."""
+
+    requested = False
+    rendering = False
+
+
+def _interrupt(signum, _frame) -> None:
+    signal.signal(signum, signal.SIG_DFL)  # a second signal ends the process outright
+    _Stop.requested = True
+    if not _Stop.rendering:
+        raise KeyboardInterrupt
+
+
+class _Interruptible:
+    """Backend wrapper: stops the server (KeyboardInterrupt) after the image in progress."""
+
+    def __init__(self, backend) -> None:
+        self._backend = backend
+
+    def __getattr__(self, name: str):
+        return getattr(self._backend, name)
+
+    def render(self, latent, width: int, height: int):
+        if _Stop.requested:
+            raise KeyboardInterrupt
+        _Stop.rendering = True
+        try:
+            result = self._backend.render(latent, width, height)
+        finally:
+            _Stop.rendering = False
+        if _Stop.requested:
+            raise KeyboardInterrupt
+        return result
+
+
+def _install_signal_handlers() -> dict:
+    """SIGTERM and SIGINT stop the server cleanly (KeyboardInterrupt). Installed before the
+    scene is built: in `blender -b` Blender's own SIGINT handler only sets a break flag and
+    keeps running. Returns the previous handlers, for _restore_signal_handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    _Stop.requested = _Stop.rendering = False
+    return {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+
+def _restore_signal_handlers(previous: dict) -> None:
+    for sig, handler in previous.items():
+        signal.signal(sig, signal.SIG_DFL if handler is None else handler)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,24 +120,28 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, SpaceError) as exc:
             print(f"autosim-serve: --params {args.params}: {exc}", file=sys.stderr)
             return 2
-    backend = BpyBackend(args.scene, threads=args.threads, device=args.device, space=space)
-    server = RenderServer(backend, log=log)
+    previous_handlers = _install_signal_handlers()
+    backend = server = None
     try:
-        endpoint = server.bind(args.bind)
-    except OSError as exc:
-        print(f"autosim-serve: {exc}", file=sys.stderr)
-        return 2
-    signal.signal(signal.SIGTERM, _sigterm)
-    print(f"{READY} {json.dumps({'endpoint': endpoint, 'pid': os.getpid(), 'scene': args.scene})}",
-          flush=True)
-    log(f"serving scene {args.scene!r} on {endpoint}")
-    try:
+        backend = BpyBackend(args.scene, threads=args.threads, device=args.device, space=space)
+        server = RenderServer(_Interruptible(backend), log=log)
+        try:
+            endpoint = server.bind(args.bind)
+        except OSError as exc:
+            print(f"autosim-serve: {exc}", file=sys.stderr)
+            return 2
+        ready = {"endpoint": endpoint, "pid": os.getpid(), "scene": args.scene}
+        print(f"{READY} {json.dumps(ready)}", flush=True)
+        log(f"serving scene {args.scene!r} on {endpoint}")
         server.serve_forever()
     except KeyboardInterrupt:
         log("interrupted")
     finally:
-        server.close()
-        backend.close()
+        if server is not None:
+            server.close()
+        if backend is not None:
+            backend.close()
+        _restore_signal_handlers(previous_handlers)
     log("stopped")
     return 0
 

@@ -273,6 +273,7 @@ class RenderServer:
                 "latent": row.tolist(),
                 "latent_named": _jsonable(named),
                 "render_s": float(result.render_s),
+                "extract_s": float(getattr(result, "extract_s", 0.0)),
                 "width": width,
                 "height": height,
             }

@@ -8,6 +8,7 @@ from importlib import metadata
 
 from optimizer import commands
 from optimizer.errors import CliError
+from optimizer.optimize import add_method_options
 from optimizer.simulators.client import ServerError, ServerUnavailable
 from optimizer.simulators.local_servers import ServerStartError
 
@@ -41,7 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--size", type=int, default=64, help="image side in pixels (default 64)")
-    demo.add_argument("--n", type=int, default=16, help="images per set (default 16)")
+    demo.add_argument("--n", type=int, default=48, help="validation images (default 48)")
+    demo.add_argument("--budget-images", type=int, default=1280,
+                      help="images rendered while optimising (default 1280)")
+    demo.add_argument("--k", type=int, default=16, help="images per iteration (default 16)")
+    demo.add_argument("--device", default="auto")
+    demo.add_argument("--no-progress", dest="progress", action="store_false")
     _servers_options(demo)
 
     render = sub.add_parser("render", help="render a dataset folder from a parameter space")
@@ -55,6 +61,21 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--size", type=int, default=64, help="image side in pixels")
     render.add_argument("--out", required=True, help="dataset folder to write")
     _servers_options(render)
+
+    opt = sub.add_parser("optimize", help="learn psi with a method (AutoSimulate by default)")
+    opt.add_argument("--scene", default="clevr", help="clevr (render servers) or toy (numpy)")
+    opt.add_argument("--method", default="autosimulate")
+    opt.add_argument("--val", help="validation folder (images/ + masks/); clevr needs one")
+    opt.add_argument("--params", help="parameter-space JSON to start from (default: the scene's)")
+    opt.add_argument("--budget-images", type=int, default=0, help="stop after this many images")
+    opt.add_argument("--seed", type=int, default=0)
+    opt.add_argument("--device", default="auto", help="auto (CUDA if torch sees it), cpu, cuda")
+    opt.add_argument("--out", help="run folder (metrics.jsonl, checkpoint, report.png)")
+    opt.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
+    opt.add_argument("--fix", action="append", default=[], metavar="GLOB",
+                     help="hold parameters matching this name pattern fixed (repeatable)")
+    _servers_options(opt)
+    add_method_options(opt)
 
     serve = sub.add_parser("serve", help="run a render server in this process (bpy module)")
     serve.add_argument("--scene", default="clevr")

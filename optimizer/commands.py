@@ -120,6 +120,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return serve.main(argv)
 
 
+def cmd_optimize(args: argparse.Namespace) -> int:
+    from optimizer.optimize import cmd_optimize as run
+
+    return run(args)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from optimizer.demo import run_demo
 

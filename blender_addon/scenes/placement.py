@@ -7,6 +7,10 @@ objects (which ones: `object_set`) on a ring (`cluster_spread` radius, turned by
 
 Labels: 8 classes (scenes.classes("placement")); the object of class c renders with
 pass_index c (one object per class).
+
+Every mesh shares one material that takes its colour and roughness from the object's colour
+(RGB, alpha); showing and hiding objects then never changes which shaders Cycles uses (with one
+material per object that leaked ~10 KB of memory per render in a long-running server).
 """
 
 from __future__ import annotations
@@ -54,15 +58,35 @@ CONFIGS = tuple(f"L{li}_P{pi}_{q}" for li in range(len(LAYOUTS)) for pi in range
                 for q in QUALITIES)
 
 
-def _box(name, size, loc, mat):
+_MATERIAL = "placement_object"
+
+
+def _object_material():
+    """Principled BSDF with base colour = object colour (RGB) and roughness = its alpha."""
+    mat = R.principled(_MATERIAL, (0.8, 0.8, 0.8))
+    nodes, links = mat.node_tree.nodes, mat.node_tree.links
+    info = nodes.new("ShaderNodeObjectInfo")
+    links.new(info.outputs["Color"], nodes["Principled BSDF"].inputs["Base Color"])
+    links.new(info.outputs["Alpha"], nodes["Principled BSDF"].inputs["Roughness"])
+    return mat
+
+
+def _surface(color, roughness: float) -> tuple[float, float, float, float]:
+    """A surface (linear RGB, roughness) as the object colour _object_material() reads."""
+    return (*color, roughness)
+
+
+def _box(name, size, loc, surface):
     mesh = R.mesh_primitive(name, "cube", smooth=False, size=1.0)
-    mesh.materials.append(mat)
-    return R.new_object(name, mesh, location=loc, scale=size)
+    mesh.materials.append(bpy.data.materials[_MATERIAL])
+    obj = R.new_object(name, mesh, location=loc, scale=size)
+    obj.color = surface
+    return obj
 
 
 def _layout0():
-    floor = R.principled("L0_floor", (0.45, 0.28, 0.14), roughness=0.6)
-    wall = R.principled("L0_wall", (0.6, 0.62, 0.68), roughness=0.9)
+    floor = _surface((0.45, 0.28, 0.14), 0.6)
+    wall = _surface((0.6, 0.62, 0.68), 0.9)
     objs = [_box("L0_floor", (12, 12, 0.1), (0, 0, -0.05), floor),
             _box("L0_wall", (12, 0.1, 6), (0, 2.6, 3.0), wall)]
     sun = bpy.data.lights.new("L0_sun", "SUN")
@@ -72,10 +96,10 @@ def _layout0():
 
 
 def _layout1():
-    top = R.principled("L1_table", (0.2, 0.09, 0.035), roughness=0.35)
-    leg = R.principled("L1_leg", (0.05, 0.05, 0.05), roughness=0.5)
-    floor = R.principled("L1_floor", (0.12, 0.12, 0.12), roughness=0.8)
-    wall = R.principled("L1_wall", (0.55, 0.5, 0.38), roughness=0.9)
+    top = _surface((0.2, 0.09, 0.035), 0.35)
+    leg = _surface((0.05, 0.05, 0.05), 0.5)
+    floor = _surface((0.12, 0.12, 0.12), 0.8)
+    wall = _surface((0.55, 0.5, 0.38), 0.9)
     objs = [_box("L1_top", (2.6, 1.8, 0.06), (0, 0.1, 0.75), top),
             _box("L1_floor", (12, 12, 0.1), (0, 0, -0.05), floor),
             _box("L1_wall", (12, 0.1, 6), (0, 1.8, 3.0), wall)]
@@ -88,9 +112,9 @@ def _layout1():
 
 
 def _layout2():
-    step = R.principled("L2_step", (0.35, 0.36, 0.38), roughness=0.7)
-    floor = R.principled("L2_floor", (0.3, 0.33, 0.4), roughness=0.8)
-    wall = R.principled("L2_wall", (0.15, 0.25, 0.35), roughness=0.9)
+    step = _surface((0.35, 0.36, 0.38), 0.7)
+    floor = _surface((0.3, 0.33, 0.4), 0.8)
+    wall = _surface((0.15, 0.25, 0.35), 0.9)
     objs = [_box("L2_floor", (12, 12, 0.1), (0, 0, -0.05), floor),
             _box("L2_step1", (3.6, 1.8, 0.35), (0, 0.75, 0.175), step),
             _box("L2_step2", (3.6, 0.9, 0.35), (0, 1.2, 0.525), step),
@@ -120,10 +144,10 @@ def _class_meshes():
     out = {}
     for name, (kind, kw, color, smooth) in specs.items():
         mesh = R.mesh_primitive(f"cls_{name}", kind, smooth=smooth, **kw)
-        mesh.materials.append(R.principled(f"cls_{name}", color, roughness=0.45))
+        mesh.materials.append(bpy.data.materials[_MATERIAL])
         scale = tuple(OBJ_SCALE * a for a in scales.get(name, (1.0, 1.0, 1.0)))
         rest = -min(v.co.z for v in mesh.vertices) * scale[2]  # lift to sit on z = 0
-        out[name] = (mesh, scale, rest)
+        out[name] = (mesh, scale, rest, _surface(color, 0.45))
     return out
 
 
@@ -134,13 +158,15 @@ def build() -> SceneHandle:
     world = bpy.data.worlds.new("placement_world")
     world.use_nodes = True
     scene.world = world
+    _object_material()
     cam = R.new_object("camera", bpy.data.cameras.new("camera"))
     cam.data.lens = 35.0
     scene.camera = cam
     layouts = [_layout0(), _layout1(), _layout2()]
     objects = {}
-    for ci, (name, (mesh, scale, rest)) in enumerate(_class_meshes().items(), start=1):
+    for ci, (name, (mesh, scale, rest, surface)) in enumerate(_class_meshes().items(), start=1):
         obj = R.new_object(name, mesh, scale=scale, pass_index=ci)
+        obj.color = surface
         obj["rest_z"] = rest
         objects[name] = obj
     handle = SceneHandle("placement", scene, objects=objects,

@@ -1,0 +1,155 @@
+"""AutoSimulate (Behl et al. 2020, Algorithm 1): a local quadratic model of the bilevel problem.
+
+Each step: sample K latents from q_psi and render them; fine-tune theta for epsilon epochs on
+them (theta kept across steps); solve (H + lambda I) v = g_val by warm-started CG on
+Hessian-vector products (BatchNorm frozen); hypergradient = -(1/K) sum_k score_k (grad l_k . v);
+an Adam step on the free entries of psi; publish psi to the render servers.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from typing import Any
+
+import numpy as np
+import torch
+
+from optimizer.algorithms.base import Algorithm, Context, clamp_psi, register
+from optimizer.hypergrad import APPROXIMATIONS, CGSettings, hypergradient
+from optimizer.training import fit
+
+
+@register
+class AutoSimulate(Algorithm):
+    name = "autosimulate"
+    defaults: dict[str, Any] = {
+        "approx": "quadratic",   # quadratic | approx_quadratic | linear | no_val (Table 1)
+        "k": 16,                 # latents rendered per step
+        "epochs": 2,             # epsilon: fine-tuning passes over the K new samples
+        "batch_size": 8,
+        "lr_theta": 3e-3,
+        "lr_psi": 0.05,
+        "damping": 0.1,          # lambda in (H + lambda I): Levenberg damping (paper sec. 4.2)
+        "cg_iters": 5,
+        "cg_rtol": 1e-3,
+        "hessian": "head",       # head | all: which parameters theta the local model moves
+        "hessian_subsample": 0,  # 0 = all K samples in the Hessian
+        "val_batch": 0,          # 0 = the whole validation set for g_val
+        "baseline": "loo",
+    }
+
+    def __init__(self, ctx: Context, **options: Any) -> None:
+        super().__init__(ctx, **options)
+        o = self.options
+        if o["approx"] not in APPROXIMATIONS:
+            raise ValueError(f"unknown approximation {o['approx']!r}; known: "
+                             f"{', '.join(APPROXIMATIONS)}")
+        if o["hessian"] not in ("head", "all"):
+            raise ValueError(f"hessian must be 'head' or 'all', got {o['hessian']!r}")
+        if int(o["k"]) < 2:
+            raise ValueError(f"k must be at least 2, got {o['k']}")
+        self.model = ctx.task.build_model(self.torch_gen).to(ctx.device)
+        self.opt_theta = torch.optim.Adam(self.model.parameters(), lr=float(o["lr_theta"]))
+        self.psi_t = torch.tensor(self.space.psi, dtype=torch.float64, device=ctx.device,
+                                  requires_grad=True)
+        self.opt_psi = torch.optim.Adam([self.psi_t], lr=float(o["lr_psi"]))
+        self.free = torch.tensor(self.space.free_mask, device=ctx.device)
+        self.damping = float(o["damping"])
+        self.v: torch.Tensor | None = None
+
+    def _hyper_params(self) -> list[torch.nn.Parameter]:
+        if self.options["hessian"] == "head":
+            return self.ctx.task.head_parameters(self.model)
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+    def step(self) -> dict[str, Any]:
+        o, ctx, task = self.options, self.ctx, self.ctx.task
+        k = int(o["k"])
+        latents = self.space.sample(k, self.rng)
+        data = self.render(latents)
+
+        t0 = time.perf_counter()
+        fitted = fit(task, self.model, self.opt_theta, data, epochs=int(o["epochs"]),
+                     batch_size=int(o["batch_size"]), generator=self.torch_gen)
+        fine_tune_s = time.perf_counter() - t0
+        self.budget.train_s += fine_tune_s
+
+        self.model.eval()  # BatchNorm frozen for validation and every second-order step
+        val_metric = task.metric(self.model, ctx.val)
+        self.budget.evaluations += 1
+
+        t1 = time.perf_counter()
+        record: dict[str, Any] = {"fine_tune_s": fine_tune_s, "train_loss": fitted.loss}
+        skipped = "" if fitted.ok else "non-finite training loss; theta restored"
+        if not skipped:
+            result = self._hypergradient(data, latents)
+            grad = result.grad
+            if not torch.isfinite(grad).all() or (self.v is not None
+                                                  and not torch.isfinite(self.v).all()):
+                skipped = f"non-finite hypergradient; damping raised to {self.damping * 10:g}"
+                self.damping *= 10
+                self.v = None
+            else:
+                self.v = result.v
+                self._psi_step(grad)
+                record.update(cg_iterations=result.cg_iterations, cg_residual=result.cg_residual,
+                              hypergrad_norm=float(grad.norm()))
+        hyper_s = time.perf_counter() - t1
+        if skipped:
+            warnings.warn(f"autosimulate step {self.iteration}: {skipped}", stacklevel=2)
+        self.iteration += 1
+        self.set_psi(self.psi_t.detach().cpu().numpy(), {"val_metric": val_metric})
+        record.update(val_metric=val_metric, hyper_s=hyper_s,
+                      overhead=hyper_s / max(fine_tune_s, 1e-9), skipped=skipped,
+                      damping=self.damping)
+        return record
+
+    def _hypergradient(self, data, latents: np.ndarray):
+        o, ctx, task = self.options, self.ctx, self.ctx.task
+        params = self._hyper_params()
+        score = torch.as_tensor(self.space.score(latents), dtype=torch.float32,
+                                device=ctx.device)
+        val = ctx.val
+        if int(o["val_batch"]) and int(o["val_batch"]) < len(val):
+            idx = torch.randperm(len(val), generator=self.torch_gen)[: int(o["val_batch"])]
+            val = val.subset(idx.to(val.inputs.device))
+        hessian_loss = None
+        n_h = int(o["hessian_subsample"])
+        if n_h and n_h < len(data):
+            sub = data.subset(slice(0, n_h))  # latents are i.i.d.: the first n_h are a sample
+            hessian_loss = lambda: task.loss(self.model, sub)  # noqa: E731
+        v0 = self.v if self.v is not None and o["approx"] == "quadratic" else None
+        return hypergradient(
+            approx=o["approx"], params=params,
+            per_sample_loss=lambda: task.per_sample_loss(self.model, data),
+            val_loss=lambda: task.loss(self.model, val),
+            score=score, v0=v0, hessian_loss=hessian_loss, baseline=o["baseline"],
+            cg=CGSettings(damping=self.damping, max_iter=int(o["cg_iters"]),
+                          rtol=float(o["cg_rtol"])))
+
+    def _psi_step(self, grad: torch.Tensor) -> None:
+        self.opt_psi.zero_grad(set_to_none=True)
+        self.psi_t.grad = torch.where(self.free, grad.to(self.psi_t.dtype),
+                                      torch.zeros_like(self.psi_t))
+        self.opt_psi.step()
+        with torch.no_grad():
+            clamped = clamp_psi(self.space, self.psi_t.detach().cpu().numpy())
+            self.psi_t.copy_(torch.as_tensor(clamped, device=self.psi_t.device))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "model": self.model.state_dict(),
+                "opt_theta": self.opt_theta.state_dict(), "opt_psi": self.opt_psi.state_dict(),
+                "psi_t": self.psi_t.detach().cpu(), "damping": self.damping,
+                "v": None if self.v is None else self.v.cpu()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        dev = self.ctx.device
+        self.model.load_state_dict(state["model"])
+        self.opt_theta.load_state_dict(state["opt_theta"])
+        with torch.no_grad():
+            self.psi_t.copy_(state["psi_t"].to(dev))
+        self.opt_psi.load_state_dict(state["opt_psi"])
+        self.damping = float(state["damping"])
+        self.v = None if state["v"] is None else state["v"].to(dev)

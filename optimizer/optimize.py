@@ -1,0 +1,207 @@
+"""`autosim optimize`: assemble simulator, task, validation set and method; run; report."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from optimizer import algorithms
+from optimizer.algorithms.base import Context
+from optimizer.data import DatasetError, load_image_set
+from optimizer.errors import CliError
+from optimizer.run import CONFIG, REPORT, Runner, read_metrics, resolve_device
+from protocol.space import ParameterSpace
+
+# Per-scene method settings that differ from the method's own defaults (tuned on validation
+# data only; the toy's 2-D points want bigger batches than 64 px images).
+SCENE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "toy": {"k": 64, "epochs": 2, "batch_size": 32, "lr_theta": 1e-2, "hessian": "all"},
+    "clevr": {"epochs": 10, "hessian_subsample": 8, "val_batch": 32, "lr_psi": 0.1},
+}
+METHOD_OPTIONS = ("approx", "k", "epochs", "batch_size", "lr_theta", "lr_psi", "damping",
+                  "cg_iters", "cg_rtol", "hessian", "hessian_subsample", "val_batch")
+TOY_VAL_SEED, TOY_TEST_SEED, TOY_VAL_N = 1, 2, 500
+
+
+def add_method_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("method options (defaults depend on the method and scene)")
+    g.add_argument("--approx", choices=("quadratic", "approx_quadratic", "linear", "no_val"),
+                   help="Table 1 approximation (autosimulate; default quadratic)")
+    g.add_argument("--k", type=int, help="latents rendered per iteration")
+    g.add_argument("--epochs", type=int, help="fine-tuning epochs per iteration (epsilon)")
+    g.add_argument("--batch-size", type=int)
+    g.add_argument("--lr-theta", type=float, help="task-model learning rate")
+    g.add_argument("--lr-psi", type=float, help="simulator-parameter learning rate")
+    g.add_argument("--damping", type=float, help="lambda in (H + lambda I)")
+    g.add_argument("--cg-iters", type=int)
+    g.add_argument("--cg-rtol", type=float)
+    g.add_argument("--hessian", choices=("head", "all"),
+                   help="parameters in the local quadratic model: the head only (fast) or all")
+    g.add_argument("--hessian-subsample", type=int, help="samples in the Hessian (0 = all K)")
+    g.add_argument("--val-batch", type=int, help="validation samples for g_val (0 = all)")
+
+
+def method_options(args: argparse.Namespace, scene: str) -> dict[str, Any]:
+    opts = dict(SCENE_DEFAULTS.get(scene, {}))
+    for key in METHOD_OPTIONS:
+        value = getattr(args, key, None)
+        if value is not None:
+            opts[key] = value
+    return opts
+
+
+@contextlib.contextmanager
+def open_scene(config: dict[str, Any], args: argparse.Namespace) -> Iterator[dict[str, Any]]:
+    """Simulator, task, validation data and render function for a scene."""
+    try:
+        device = resolve_device(config["device"])
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+    scene = config["scene"]
+    if scene == "toy":
+        from optimizer.simulators.toy import ToySimulator, sample_real
+        from optimizer.tasks.classifier import ClassifierTask
+
+        if config.get("val"):
+            raise CliError("the toy scene makes its own validation set: drop --val")
+        sim = ToySimulator()
+        task = ClassifierTask()
+        val = task.to_data(sample_real(TOY_VAL_N, np.random.default_rng(TOY_VAL_SEED)), device)
+        yield {"sim": sim, "task": task, "val": val, "device": device, "render": sim.render,
+               "target": None}
+        return
+    from optimizer.commands import open_simulator
+    from optimizer.tasks.segmentation import SegmentationTask
+
+    if not config.get("val"):
+        raise CliError(f"scene {scene!r} needs --val DIR (make one with: autosim render "
+                       f"--scene {scene} --n 64 --out DIR)")
+    try:  # before any server starts: a bad folder should cost nothing
+        val_set = load_image_set(config["val"])
+    except DatasetError as exc:
+        raise CliError(f"--val: {exc}") from exc
+    with open_simulator(args, scene) as sim:
+        if int(val_set.masks.max()) >= len(sim.classes):
+            raise CliError(f"--val: masks hold class {int(val_set.masks.max())}, scene {scene!r} "
+                           f"has classes 0..{len(sim.classes) - 1} ({', '.join(sim.classes)})")
+        task = SegmentationTask(len(sim.classes))
+        height, width = val_set.images.shape[1:3]
+        val = task.to_data(val_set, device)
+        try:
+            target = sim.space.preset("validation")
+        except Exception:  # noqa: BLE001  (a user's space may have no such preset)
+            target = None
+        yield {"sim": sim, "task": task, "val": val, "device": device, "target": target,
+               "render": lambda latents: sim.render(latents, width, height)}
+
+
+def run_optimize(config: dict[str, Any], args: argparse.Namespace, *, resume: bool,
+                 progress: bool = True) -> dict[str, Any]:
+    from optimizer.report import write_report
+
+    out = Path(config["out"])
+    with open_scene(config, args) as s:
+        sim = s["sim"]
+        space = sim.space
+        if config.get("params"):
+            from optimizer.commands import load_space_file
+
+            space = load_space_file(config["params"])
+            if space.names != sim.space.names:
+                raise CliError(f"{config['params']}: parameters {space.names} do not match "
+                               f"scene {config['scene']!r}")
+            sim.set_psi(space.psi, {})
+        space = fix_parameters(space, config.get("fix") or [])
+        ctx = Context(space=space, task=s["task"], val=s["val"], device=s["device"],
+                      render_fn=s["render"], publish_fn=sim.set_psi, seed=config["seed"])
+        try:
+            algo = algorithms.get(config["method"])(ctx, **config["options"])
+        except (KeyError, ValueError) as exc:
+            raise CliError(str(exc).strip("'\"")) from exc
+        runner = Runner(algo, out, config["budget_images"], target=s["target"], progress=progress)
+        if resume and not runner.resume():
+            raise CliError(f"--resume {out}: no checkpoint.pt there to resume from")
+        start_space = space
+        runner.run()
+        records = read_metrics(out)
+        write_report(records, algo.space, out / REPORT, metric_name=s["task"].metric_name,
+                     target=s["target"], title=f"{config['method']} on {config['scene']}")
+        return {"records": records, "start": start_space, "end": algo.space,
+                "target": s["target"], "metric_name": s["task"].metric_name}
+
+
+def fix_parameters(space: ParameterSpace, patterns: list[str]) -> ParameterSpace:
+    """Hold parameters whose names match any glob pattern fixed (not optimised)."""
+    import fnmatch
+
+    for pattern in patterns:
+        matched = [n for n in space.names if fnmatch.fnmatchcase(n, pattern)]
+        if not matched:
+            raise CliError(f"--fix {pattern!r} matches no parameter; parameters: "
+                           f"{', '.join(space.names)}")
+        for name in matched:
+            space = space.with_fixed(name, True)
+    return space
+
+
+def config_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    if args.budget_images < 1:
+        raise CliError(f"--budget-images must be at least 1, got {args.budget_images}")
+    if args.scene not in ("toy", "clevr"):
+        raise CliError(f"unknown scene {args.scene!r} for optimize; known: toy, clevr")
+    if args.method not in algorithms.REGISTRY:
+        raise CliError(f"unknown method {args.method!r}; known: "
+                       f"{', '.join(sorted(algorithms.REGISTRY))}")
+    return {"scene": args.scene, "method": args.method, "options": method_options(args, args.scene),
+            "val": str(Path(args.val).resolve()) if args.val else None, "seed": args.seed,
+            "budget_images": args.budget_images, "device": args.device, "out": args.out,
+            "params": args.params, "fix": list(args.fix)}
+
+
+def cmd_optimize(args: argparse.Namespace) -> int:
+    if args.resume:
+        path = Path(args.resume) / CONFIG
+        try:
+            config = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise CliError(f"--resume {args.resume}: cannot read {CONFIG} ({exc})") from exc
+        config["out"] = args.resume
+        if args.budget_images:
+            config["budget_images"] = args.budget_images
+    else:
+        if not args.out:
+            raise CliError("--out RUN_DIR is required (or --resume RUN_DIR)")
+        config = config_from_args(args)
+        out = Path(config["out"])
+        if (out / CONFIG).exists():
+            raise CliError(f"{out} already holds a run: use --resume {out} or another --out")
+        out.mkdir(parents=True, exist_ok=True)
+        (out / CONFIG).write_text(json.dumps(config, indent=1))
+    result = run_optimize(config, args, resume=bool(args.resume))
+    print_summary(result, Path(config["out"]))
+    return 0
+
+
+def print_summary(result: dict[str, Any], out: Path) -> None:
+    records = result["records"]
+    if not records:
+        print("no iterations ran")
+        return
+    first, last = records[0], records[-1]
+    name = result["metric_name"]
+    print(f"{name}: {first['val_metric']:.3f} after the first iteration -> "
+          f"{last['val_metric']:.3f} after {last['images_rendered']} images "
+          f"({last['wall_s']:.0f} s)")
+    target: ParameterSpace | None = result["target"]
+    if target is not None:
+        free = result["start"].free_mask
+        d0 = np.linalg.norm((result["start"].psi - target.psi)[free])
+        d1 = np.linalg.norm((result["end"].psi - target.psi)[free])
+        print(f"distance of psi to the validation configuration: {d0:.2f} -> {d1:.2f}")
+    print(f"report: {out / REPORT}")

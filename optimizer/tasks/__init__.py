@@ -1,0 +1,1 @@
+"""Task models: UNet segmentation, the toy classifier (and YOLO detection)."""

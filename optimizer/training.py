@@ -1,0 +1,47 @@
+"""Fine-tuning the task model on freshly rendered data, with a NaN guard on theta."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+import torch
+from torch import nn
+
+from optimizer.tasks.base import Task, TaskData
+
+
+@dataclasses.dataclass
+class FitResult:
+    loss: float
+    steps: int
+    ok: bool          # False: a non-finite loss or gradient; theta was restored
+
+
+def fit(task: Task, model: nn.Module, opt: torch.optim.Optimizer, data: TaskData, *,
+        epochs: int, batch_size: int, generator: torch.Generator) -> FitResult:
+    """epochs passes over `data` in shuffled minibatches; theta never takes a NaN."""
+    saved_model = copy.deepcopy(model.state_dict())
+    saved_opt = copy.deepcopy(opt.state_dict())
+    model.train()
+    total, steps = 0.0, 0
+    n = len(data)
+    for _ in range(epochs):
+        order = torch.randperm(n, generator=generator).to(data.inputs.device)
+        for start in range(0, n, batch_size):
+            idx = order[start:start + batch_size]
+            if len(idx) < 2 and n >= 2:  # BatchNorm needs two samples
+                continue
+            opt.zero_grad(set_to_none=True)
+            loss = task.loss(model, data.subset(idx))
+            loss.backward()
+            finite = torch.isfinite(loss) and all(
+                torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+            if not finite:
+                model.load_state_dict(saved_model)
+                opt.load_state_dict(saved_opt)
+                return FitResult(float("nan"), steps, False)
+            opt.step()
+            total += float(loss.detach())
+            steps += 1
+    return FitResult(total / max(steps, 1), steps, True)

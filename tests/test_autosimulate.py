@@ -1,0 +1,119 @@
+"""AutoSimulate end to end on the Gaussian-mixture toy, and its NaN guards."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from optimizer.algorithms import Context, get
+from optimizer.simulators.toy import ToySimulator, sample_real
+from optimizer.tasks.classifier import ClassifierTask
+
+TOY = {"k": 64, "epochs": 2, "batch_size": 32, "lr_theta": 1e-2, "hessian": "all"}
+
+
+def _algo(sim=None, seed=0, **options):
+    sim = sim or ToySimulator()
+    task = ClassifierTask()
+    val = task.to_data(sample_real(500, np.random.default_rng(1)), torch.device("cpu"))
+    published = []
+    ctx = Context(space=sim.space, task=task, val=val, device=torch.device("cpu"),
+                  render_fn=sim.render, publish_fn=lambda p, m: published.append((p, m)),
+                  seed=seed)
+    return get("autosimulate")(ctx, **{**TOY, **options}), published
+
+
+@pytest.mark.parametrize("approx", ["quadratic", "approx_quadratic", "linear"])
+def test_toy_validation_accuracy_rises_and_psi_moves_the_right_way(approx):
+    algo, published = _algo(approx=approx)
+    first = algo.step()["val_metric"]
+    records = [algo.step() for _ in range(60)]
+    last = np.mean([r["val_metric"] for r in records[-5:]])
+    assert first < 0.8 and last > first + 0.15, (first, last)
+    # the real classes are split top/bottom, the start's left/right: the classes' vertical gap
+    # must grow relative to their horizontal gap (start: 0.6 / 1.8)
+    named = algo.space.unpack_psi()
+
+    def gap(axis):
+        return abs(np.mean([named[c]["mean"][axis] for c in ("c0a", "c0b")])
+                   - np.mean([named[c]["mean"][axis] for c in ("c1a", "c1b")]))
+
+    assert gap(1) / gap(0) > 0.6, (gap(1), gap(0))
+    assert len(published) == 61 and published[-1][1]["val_metric"] == records[-1]["val_metric"]
+    assert algo.budget.images == 61 * 64
+
+
+def test_fixed_parameters_never_move():
+    sim = ToySimulator()
+    sim.space = sim.space.with_fixed("c0a", True)
+    algo, _ = _algo(sim)
+    before = algo.space.unpack_psi()["c0a"]
+    for _ in range(5):
+        algo.step()
+    assert algo.space.unpack_psi()["c0a"] == before
+    assert algo.space.unpack_psi()["c1a"] != ToySimulator().space.unpack_psi()["c1a"]
+
+
+class PoisonedToy(ToySimulator):
+    """Renders NaN points on chosen calls, as a broken renderer might."""
+
+    def __init__(self, poison_calls):
+        super().__init__()
+        self.calls = 0
+        self.poison_calls = set(poison_calls)
+
+    def render(self, latents):
+        x, y = super().render(latents)
+        self.calls += 1
+        if self.calls in self.poison_calls:
+            x = x.copy()
+            x[0] = np.nan
+        return x, y
+
+
+def test_nan_never_reaches_theta_or_psi():
+    algo, _ = _algo(PoisonedToy({3}))
+    algo.step()
+    algo.step()
+    psi_before = algo.psi.copy()
+    theta_before = [p.detach().clone() for p in algo.model.parameters()]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        record = algo.step()
+    assert record["skipped"] and any("non-finite" in str(w.message) for w in caught)
+    np.testing.assert_array_equal(algo.psi, psi_before)
+    for p, q in zip(algo.model.parameters(), theta_before):
+        torch.testing.assert_close(p.detach(), q)
+    record = algo.step()  # and it carries on
+    assert not record["skipped"] and np.isfinite(algo.psi).all()
+
+
+def test_non_finite_hypergradient_is_skipped_and_damping_raised(monkeypatch):
+    import optimizer.algorithms.autosimulate as mod
+
+    algo, _ = _algo()
+    algo.step()
+    real = mod.hypergradient
+
+    def broken(**kw):
+        res = real(**kw)
+        res.grad = res.grad * float("nan")
+        return res
+
+    monkeypatch.setattr(mod, "hypergradient", broken)
+    psi = algo.psi.copy()
+    damping = algo.damping
+    with pytest.warns(UserWarning, match="non-finite hypergradient"):
+        record = algo.step()
+    assert record["skipped"] and algo.damping == damping * 10
+    np.testing.assert_array_equal(algo.psi, psi)
+
+
+def test_bad_options_are_rejected():
+    with pytest.raises(ValueError, match="no option"):
+        _algo(learning_rate=1)
+    with pytest.raises(ValueError, match="approximation"):
+        _algo(approx="cubic")

@@ -1,0 +1,411 @@
+"""The add-on as something a user installs: the extension zip (validated and built with the
+tooling inside the bpy wheel, installed into bpy like the Extensions UI does) and the legacy
+add-on zip in Debian's Blender 3.4.1 when that binary is present."""
+
+import ast
+import glob
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tomllib
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from blender_addon import build_extension as bx
+
+ROOT = Path(__file__).resolve().parents[1]
+WHEEL_DIRS = ("/opt/pypi/files", "/opt/wheels", os.path.expanduser("~/.cache/pip"))
+
+
+def _local_pyzmq_wheel():
+    """A cp311 linux x86_64 pyzmq wheel already on this machine (never downloaded)."""
+    for d in WHEEL_DIRS:
+        hits = sorted(glob.glob(os.path.join(d, "**", "pyzmq-*-cp311-*x86_64*.whl"),
+                                recursive=True))
+        hits = [h for h in hits if "linux" in h]
+        if hits:
+            return Path(hits[-1])
+    return None
+
+
+@pytest.fixture(scope="module")
+def zips(tmp_path_factory):
+    """(extension zip without wheels, extension zip with the local pyzmq wheel or None,
+    legacy zip)."""
+    out = tmp_path_factory.mktemp("dist")
+    plain = bx.build(out / "plain", legacy=True)
+    wheel = _local_pyzmq_wheel()
+    with_wheel = bx.build(out / "wheel", [wheel], legacy=True) if wheel else None
+    return plain, with_wheel, plain.with_name(plain.stem + "-legacy.zip")
+
+
+def test_versions_agree():
+    manifest = bx.manifest_info()
+    with open(ROOT / "pyproject.toml", "rb") as fh:
+        project = tomllib.load(fh)["project"]
+    tree = ast.parse((ROOT / "blender_addon" / "__init__.py").read_text())
+    bl_info = next(ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)
+                   and getattr(n.targets[0], "id", "") == "bl_info")
+    assert manifest["version"] == project["version"] == ".".join(map(str, bl_info["version"]))
+    assert manifest["id"] == "autosim" and manifest["type"] == "add-on"
+    assert manifest["blender_version_min"] == "4.2.0" and manifest["license"] == ["SPDX:MIT"]
+    assert set(manifest["permissions"]) == {"network", "files"}
+    assert bl_info["blender"] == (3, 4, 0) and bl_info["category"] == "Render"
+
+
+def test_plain_imports_do_not_load_bpy():
+    code = ("import sys, blender_addon, blender_addon.server, blender_addon.labels, "
+            "blender_addon.scenes, blender_addon.build_extension; "
+            "assert 'bpy' not in sys.modules, 'bpy was imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_source_manifest_validates():
+    assert "Success" in bx.validate(ROOT / "blender_addon")
+
+
+def test_build_zip_contents(zips):
+    plain, _, legacy = zips
+    names = set(zipfile.ZipFile(plain).namelist())
+    for must in ("blender_manifest.toml", "__init__.py", "properties.py", "operators.py",
+                 "ui.py", "preferences.py", "server.py", "scenes/clevr.json",
+                 "_vendor/protocol/space.py", "_vendor/protocol/wire.py",
+                 "_vendor/protocol/dataset.py"):
+        assert must in names, must
+    assert not [n for n in names if "__pycache__" in n or n.endswith("build_extension.py")]
+    manifest = tomllib.loads(zipfile.ZipFile(plain).read("blender_manifest.toml").decode())
+    assert "wheels" not in manifest and "platforms" not in manifest
+    assert "Success" in bx.validate(plain)
+    legacy_names = zipfile.ZipFile(legacy).namelist()
+    assert all(n.startswith("autosim/") for n in legacy_names)
+    assert "autosim/__init__.py" in legacy_names
+
+
+def test_build_with_local_pyzmq_wheel(zips):
+    _, with_wheel, _ = zips
+    if with_wheel is None:
+        pytest.skip("no pyzmq wheel on this machine (the build never downloads one)")
+    zf = zipfile.ZipFile(with_wheel)
+    manifest = tomllib.loads(zf.read("blender_manifest.toml").decode())
+    (wheel,) = manifest["wheels"]
+    assert wheel.startswith("./wheels/pyzmq-") and wheel[2:] in zf.namelist()
+    assert manifest["platforms"] == ["linux-x64"]
+
+
+def test_cli_builds_and_reports_bad_wheels(tmp_path):
+    run = subprocess.run([sys.executable, "-m", "blender_addon.build_extension", "--out",
+                          str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode == 0, run.stderr
+    assert Path(run.stdout.strip()) == tmp_path / "autosim-0.1.0.zip"
+    bad = subprocess.run([sys.executable, "-m", "blender_addon.build_extension", "--out",
+                          str(tmp_path), "--wheels", str(tmp_path / "missing.whl")],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert bad.returncode == 1
+    assert bad.stderr.strip().splitlines() == [
+        f"build_extension: --wheels {tmp_path / 'missing.whl'}: not a .whl file or a folder"]
+
+
+def test_wheel_tag_check():
+    import platform
+
+    import blender_addon
+
+    fits = blender_addon._wheel_fits
+    machine = platform.machine().lower()
+    assert fits("pyzmq-27.2.0-py3-none-any.whl")
+    assert not fits("pyzmq-27.2.0-cp310-cp310-manylinux_2_28_x86_64.whl")
+    if sys.platform.startswith("linux") and machine == "x86_64" and sys.version_info[:2] == (3, 11):
+        assert fits("pyzmq-27.2.0-cp311-cp311-manylinux_2_26_x86_64.manylinux_2_28_x86_64.whl")
+        assert not fits("pyzmq-27.2.0-cp311-cp311-manylinux_2_28_aarch64.whl")
+        assert not fits("pyzmq-27.2.0-cp311-cp311-win_amd64.whl")
+
+
+_ENSURE_ZMQ = r"""
+import importlib.machinery, json, sys
+class HideInstalledZmq:  # as if this Python had no pyzmq installed
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        if name == "zmq":
+            paths = [p for p in sys.path if "site-packages" not in p]
+            spec = importlib.machinery.PathFinder.find_spec(name, paths)
+            if spec is None:
+                raise ModuleNotFoundError("No module named 'zmq'", name="zmq")
+            return spec
+        return None
+sys.meta_path.insert(0, HideInstalledZmq)
+sys.path.insert(0, sys.argv[1])
+import autosim
+zmq = autosim.ensure_zmq()
+print("AUTOSIM_RESULT " + json.dumps({"file": zmq.__file__, "version": zmq.zmq_version(),
+                                      "bpy": "bpy" in sys.modules}))
+"""
+
+
+def test_legacy_install_unpacks_its_pyzmq_wheel(zips, tmp_path):
+    """A legacy install has no wheel installer: ensure_zmq() unpacks the bundled wheel."""
+    if zips[1] is None:
+        pytest.skip("no pyzmq wheel on this machine")
+    legacy = zips[1].with_name(zips[1].stem + "-legacy.zip")
+    zipfile.ZipFile(legacy).extractall(tmp_path / "addons")
+    proc = subprocess.run([sys.executable, "-c", _ENSURE_ZMQ, str(tmp_path / "addons")],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = _result(proc)
+    assert out["file"].startswith(str(tmp_path / "addons" / "autosim" / "_vendor" / "_wheels"))
+    assert out["version"] and out["bpy"] is False
+
+
+# The install runs in a fresh interpreter: its own Blender user folder, and this repository
+# hidden (no editable finder, cwd elsewhere) so `protocol` can only come from the zip.
+_INSTALL = r"""
+import json, os, sys
+sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in repr(f).lower()]
+sys.path[:] = [p for p in sys.path if p and not p.startswith(os.environ["AUTOSIM_REPO"])]
+import bpy
+zip_path = sys.argv[1]
+out = {}
+res = bpy.ops.extensions.package_install_files(filepath=zip_path, repo="user_default",
+                                               enable_on_install=True)
+out["install"] = sorted(res)
+mod_name = "bl_ext.user_default.autosim"
+out["enabled"] = mod_name in bpy.context.preferences.addons
+out["panel"] = hasattr(bpy.types, "AUTOSIM_PT_main")
+out["scene_prop"] = hasattr(bpy.types.Scene, "autosim")
+import protocol
+out["protocol"] = protocol.__file__
+bpy.ops.autosim.build_scene()
+bpy.context.scene.autosim.preview_seed = 3
+bpy.ops.autosim.apply_sample()
+out["sample"] = json.loads(bpy.context.scene.autosim.last_sample)
+ops = sys.modules[mod_name + ".operators"]
+out["endpoint"] = ops.start_server(bpy.context.scene, "tcp://127.0.0.1:*")
+site = os.path.join(bpy.utils.user_resource("EXTENSIONS"), ".local", "lib",
+                    "python%d.%d" % sys.version_info[:2], "site-packages")
+out["wheel_installed"] = os.path.isdir(os.path.join(site, "zmq"))
+bpy.ops.preferences.addon_disable(module=mod_name)  # also stops the server
+out["after_disable"] = [hasattr(bpy.types, "AUTOSIM_PT_main"),
+                        hasattr(bpy.types.Scene, "autosim"), ops.running_server() is None]
+print("AUTOSIM_RESULT " + json.dumps(out))
+"""
+
+
+def _result(proc):
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("AUTOSIM_RESULT ")]
+    assert lines, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return json.loads(lines[-1].split(" ", 1)[1])
+
+
+@pytest.mark.blender
+@pytest.mark.parametrize("variant", ["plain", "wheel"])
+def test_zip_installs_into_bpy_as_extension(zips, tmp_path, variant):
+    pytest.importorskip("bpy")
+    zip_path = zips[0] if variant == "plain" else zips[1]
+    if zip_path is None:
+        pytest.skip("no pyzmq wheel on this machine")
+    env = {**os.environ, "BLENDER_USER_RESOURCES": str(tmp_path / "user"),
+           "AUTOSIM_REPO": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", _INSTALL, str(zip_path)], capture_output=True,
+                          text=True, cwd=tmp_path, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = _result(proc)
+    assert out["install"] == ["FINISHED"] and out["enabled"]
+    assert out["panel"] and out["scene_prop"]
+    assert "/extensions/user_default/autosim/_vendor/protocol/" in out["protocol"]
+    assert out["sample"]["obj0_shape"] in ("sphere", "cube", "cylinder")
+    assert out["endpoint"].startswith("tcp://127.0.0.1:")
+    assert out["wheel_installed"] == (variant == "wheel")  # Blender unpacked the bundled wheel
+    assert out["after_disable"] == [False, False, True]
+
+
+_LEGACY = r"""
+import json, sys
+import addon_utils, bpy
+zip_path = sys.argv[sys.argv.index("--") + 1]
+out = {"blender": bpy.app.version_string}
+bpy.ops.preferences.addon_install(filepath=zip_path)
+addon_utils.enable("autosim", default_set=True, handle_error=None)
+out["panel"] = hasattr(bpy.types, "AUTOSIM_PT_main")
+import protocol
+out["protocol"] = protocol.__file__
+bpy.ops.autosim.build_scene()
+s = bpy.context.scene.autosim
+s.params["material"].choices["metal"].prob = 0.8
+out["probs"] = [c.prob for c in s.params["material"].choices]
+s.preview_size = 32
+bpy.ops.autosim.render_preview()
+out["preview"] = list(bpy.data.images["AutoSim Preview"].size)
+ops = sys.modules["autosim.operators"]
+out["endpoint"] = ops.start_server(bpy.context.scene, "tcp://127.0.0.1:*")
+addon_utils.disable("autosim", default_set=True)
+out["after_disable"] = [hasattr(bpy.types, "AUTOSIM_PT_main"),
+                        hasattr(bpy.types.Scene, "autosim"), ops.running_server() is None]
+print("AUTOSIM_RESULT " + json.dumps(out))
+"""
+
+
+def test_legacy_zip_in_system_blender(zips, tmp_path):
+    """Debian's Blender 3.4.1 (a real `blender` binary) loads the add-on through bl_info."""
+    blender = shutil.which("blender")
+    if blender is None:
+        pytest.skip("no blender executable on PATH")
+    script = tmp_path / "legacy.py"
+    script.write_text(_LEGACY)
+    env = {**os.environ, "BLENDER_USER_RESOURCES": str(tmp_path / "user")}
+    proc = subprocess.run([blender, "-b", "--factory-startup", "--python-exit-code", "1",
+                           "-P", str(script), "--", str(zips[2])], capture_output=True,
+                          text=True, cwd=tmp_path, env=env, timeout=120)
+    if "No module named 'zmq'" in proc.stdout + proc.stderr:
+        pytest.skip("this Blender's Python has no pyzmq (python3-zmq)")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = _result(proc)
+    assert out["panel"]
+    assert "/scripts/addons/autosim/_vendor/protocol/" in out["protocol"]
+    assert out["probs"] == pytest.approx([0.2, 0.8], abs=1e-6)
+    assert out["preview"] == [32, 32]
+    assert out["endpoint"].startswith("tcp://127.0.0.1:")
+    assert out["after_disable"] == [False, False, True]
+
+
+_GUI = r"""
+import json, sys, threading, time, traceback
+import addon_utils, bpy
+
+zip_path, out_path = sys.argv[sys.argv.index("--") + 1:][:2]
+out, client, draws, copies, state = {"background": bpy.app.background}, {}, {}, [], {}
+
+
+def bail():  # never leave a GUI Blender running: report and quit
+    with open(out_path, "w") as fh:
+        json.dump({"error": traceback.format_exc()}, fh)
+    bpy.ops.wm.quit_blender()
+
+
+def counting(base):
+    def draw(self, context):
+        draws[base.__name__] = draws.get(base.__name__, 0) + 1
+        base.draw(self, context)
+    return draw
+
+
+def run_client():  # an optimizer in another thread; only the GUI timer can answer it
+    import zmq
+    from protocol import wire
+    from protocol.space import ParameterSpace
+    ctx = zmq.Context()
+    req = ctx.socket(zmq.REQ)
+    req.setsockopt(zmq.LINGER, 0)
+    req.connect(out["endpoint"])
+    def call(kind, fields=None):
+        req.send_multipart(wire.encode(kind, kind, fields or {}))
+        if not req.poll(30000):
+            raise TimeoutError(kind)
+        return wire.decode(req.recv_multipart())
+    try:
+        space = ParameterSpace.from_dict(call("hello", {"client": "gui-test"}).fields["space"])
+        psi = space.pack_psi({"world_light": {"mean": [1.25]}})
+        reply = call("set_params", {"psi": psi.tolist(), "metrics": {"val_metric": 0.42}})
+        client["generation"] = reply.fields["generation"]
+        client["items"] = len(call("render", {"n": 2, "seed": 1, "width": 32, "height": 32,
+                                               "return": ["mask"]}).fields["items"])
+    except Exception as exc:
+        client["error"] = repr(exc)
+    finally:
+        req.close()
+        ctx.term()
+        client["done"] = True
+
+
+def setup():
+    bpy.ops.preferences.addon_install(filepath=zip_path)
+    addon_utils.enable("autosim", default_set=True, handle_error=None)
+    ops, ui = sys.modules["autosim.operators"], sys.modules["autosim.ui"]
+    scene = bpy.context.scene
+    ops.build_scene(scene, "clevr")
+    out["endpoint"] = ops.start_server(scene, "tcp://127.0.0.1:*")
+    state.update(ops=ops, settings=scene.autosim, t0=time.time())
+    # Blender 3.4 has no API to pick the sidebar tab: draw copies of the panels in the "Tool"
+    # tab (the active one) and count their draws; an error in a draw() fails the test.
+    for base in ui.classes:
+        attrs = {"bl_idname": base.bl_idname + "_copy", "bl_category": "Tool",
+                 "draw": counting(base)}
+        if getattr(base, "bl_parent_id", ""):
+            attrs["bl_parent_id"] = base.bl_parent_id + "_copy"
+        copies.append(type(base.__name__ + "_copy", (base,), attrs))
+        bpy.utils.register_class(copies[-1])
+    for area in bpy.context.screen.areas:
+        if area.type == "VIEW_3D":
+            area.spaces.active.show_region_ui = True
+            area.tag_redraw()
+    threading.Thread(target=run_client, daemon=True).start()
+    bpy.app.timers.register(finish, first_interval=0.5)
+
+
+def finish():
+    try:
+        if not client.get("done") and time.time() - state["t0"] < 60:
+            return 0.1
+        s, ops = state["settings"], state["ops"]
+        out["client"] = client
+        out["mean"] = s.params["world_light"].components[0].mean
+        out["status"] = [s.server_client, s.server_generation, round(s.val_metric, 4),
+                         s.server_images]
+        out["draws"] = draws
+        for cls in reversed(copies):
+            bpy.utils.unregister_class(cls)
+        addon_utils.disable("autosim", default_set=True)
+        out["timer_after_disable"] = bpy.app.timers.is_registered(ops.server_timer)
+        with open(out_path, "w") as fh:
+            json.dump(out, fh)
+        bpy.ops.wm.quit_blender()
+    except Exception:
+        bail()
+    return None
+
+
+try:
+    setup()
+except Exception:
+    bail()
+"""
+
+
+@pytest.mark.slow
+def test_gui_timer_serves_and_panel_follows_live(zips, tmp_path):
+    """Blender 3.4.1 with a window (Xvfb): the timer answers an optimizer in another thread,
+    set_params moves the panel's values, the panels draw without errors."""
+    blender, xvfb = shutil.which("blender"), shutil.which("xvfb-run")
+    if blender is None or xvfb is None:
+        pytest.skip("needs a blender executable and xvfb-run")
+    start = tmp_path / "start.blend"
+    env = {**os.environ, "BLENDER_USER_RESOURCES": str(tmp_path / "user")}
+    subprocess.run([blender, "-b", "--factory-startup", "--python-expr",
+                    f"import bpy; bpy.ops.wm.save_as_mainfile(filepath={str(start)!r})"],
+                   check=True, capture_output=True, env=env, timeout=60)  # a file: no splash
+    script, out_path = tmp_path / "gui.py", tmp_path / "out.json"
+    script.write_text(_GUI)
+    proc = subprocess.Popen([xvfb, "-a", "-s", "-screen 0 1280x1024x24", blender,
+                             "--factory-startup", str(start), "-P", str(script), "--",
+                             str(zips[2]), str(out_path)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, cwd=tmp_path, env=env,
+                            start_new_session=True)
+    try:
+        log, _ = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # xvfb-run, Xvfb and Blender: one session
+        log, _ = proc.communicate()
+    assert out_path.exists(), log[-4000:]
+    out = json.loads(out_path.read_text())
+    assert "error" not in out, out.get("error")
+    assert "Traceback" not in log, log[-4000:]
+    assert out["background"] is False
+    assert out["client"] == {"generation": 1, "items": 2, "done": True}
+    assert out["mean"] == pytest.approx(1.25)
+    assert out["status"] == ["gui-test", 1, 0.42, 2]
+    assert set(out["draws"]) == {"AUTOSIM_PT_main", "AUTOSIM_PT_distributions",
+                                 "AUTOSIM_PT_server", "AUTOSIM_PT_output"}
+    assert out["timer_after_disable"] is False

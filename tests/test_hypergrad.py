@@ -1,0 +1,226 @@
+"""The hypergradient against finite differences of L_val(theta*(psi)) on bilevel problems whose
+inner optimum is closed form (ridge regression where psi shapes the training distribution)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from optimizer.hypergrad import (
+    CGSettings,
+    directional_derivatives,
+    hypergradient,
+    score_weighted,
+)
+from optimizer.linalg import flat_grad
+from protocol.space import ParameterSpace
+
+
+@pytest.fixture(autouse=True)
+def _float64():
+    """Exact comparisons need double precision; restore the default for other modules."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
+LAM = 0.3
+
+
+def _cos(a, b):
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def _check(estimate, reference, cos_min=0.99, rel_max=0.10):
+    estimate, reference = np.asarray(estimate), np.asarray(reference)
+    assert _cos(estimate, reference) > cos_min, (estimate, reference)
+    assert np.linalg.norm(estimate - reference) / np.linalg.norm(reference) < rel_max
+
+
+# ------------------------------------------------------------------ exact: categorical over items
+class ItemsProblem:
+    """psi = logits of a categorical over n training items (x_i, y_i)."""
+
+    def __init__(self, seed=0, n=7, d=3):
+        rng = np.random.default_rng(seed)
+        self.x = rng.normal(size=(n, d))
+        self.y = self.x @ rng.normal(size=d) + rng.normal(size=n)
+        self.xv = rng.normal(size=(40, d)) + 0.5
+        self.yv = self.xv @ rng.normal(size=d)
+        self.space = ParameterSpace.from_dict({"format": "autosim.space", "version": 1, "params": [
+            {"name": "item", "kind": "categorical", "choices": [f"i{i}" for i in range(n)],
+             "logits": rng.normal(size=n).tolist()}]})
+
+    def probs(self, psi):
+        e = np.exp(psi - psi.max())
+        return e / e.sum()
+
+    def theta_star(self, psi):
+        p = self.probs(psi)
+        a = self.x.T @ (p[:, None] * self.x) + LAM * np.eye(self.x.shape[1])
+        return np.linalg.solve(a, self.x.T @ (p * self.y))
+
+    def val_loss(self, theta):
+        return 0.5 * np.mean((self.xv @ theta - self.yv) ** 2)
+
+    def fd(self, psi, h=1e-5):
+        g = np.zeros_like(psi)
+        for i in range(len(psi)):
+            e = np.zeros_like(psi)
+            e[i] = h
+            g[i] = (self.val_loss(self.theta_star(psi + e))
+                    - self.val_loss(self.theta_star(psi - e))) / (2 * h)
+        return g
+
+    def hypergrad(self, psi, approx="quadratic", cg=None):
+        theta = torch.tensor(self.theta_star(psi), requires_grad=True)
+        x, y = torch.tensor(self.x), torch.tensor(self.y)
+        xv, yv = torch.tensor(self.xv), torch.tensor(self.yv)
+        latents = np.arange(len(self.y), dtype=float)[:, None]
+        return hypergradient(
+            approx=approx, params=[theta],
+            per_sample_loss=lambda: 0.5 * (x @ theta - y) ** 2,
+            val_loss=lambda: 0.5 * ((xv @ theta - yv) ** 2).mean(),
+            score=torch.tensor(self.space.score(latents, psi)),
+            weights=torch.tensor(self.probs(psi)),
+            cg=cg or CGSettings(damping=LAM, max_iter=100, rtol=1e-12))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_quadratic_hypergradient_is_the_exact_gradient(seed):
+    prob = ItemsProblem(seed)
+    psi = prob.space.psi
+    res = prob.hypergrad(psi)
+    _check(res.grad.numpy(), prob.fd(psi), cos_min=0.9999, rel_max=1e-4)
+    assert res.cg_iterations >= 1
+
+
+def test_hypergradient_sign_descends_the_validation_loss():
+    prob = ItemsProblem(1)
+    psi = prob.space.psi
+    for _ in range(20):
+        psi = psi - 0.5 * prob.hypergrad(psi).grad.numpy()
+    assert prob.val_loss(prob.theta_star(psi)) < prob.val_loss(prob.theta_star(prob.space.psi))
+
+
+def test_approximations_follow_table_1():
+    """approx_quadratic uses H g_val, linear g_val, no_val the training loss itself."""
+    prob = ItemsProblem(2)
+    psi = prob.space.psi
+    p = prob.probs(psi)
+    theta = prob.theta_star(psi)
+    g_val = prob.xv.T @ (prob.xv @ theta - prob.yv) / len(prob.yv)
+    h = prob.x.T @ (p[:, None] * prob.x)
+    grads = (prob.x @ theta - prob.y)[:, None] * prob.x          # grad l_i, (n, d)
+    score = prob.space.score(np.arange(len(p), dtype=float)[:, None], psi)
+    losses = 0.5 * (prob.x @ theta - prob.y) ** 2
+    expected = {
+        "approx_quadratic": -(p[:, None] * score * (grads @ (h @ g_val))[:, None]).sum(0),
+        "linear": -(p[:, None] * score * (grads @ g_val)[:, None]).sum(0),
+        "no_val": (p[:, None] * score * losses[:, None]).sum(0),
+    }
+    for approx, want in expected.items():
+        np.testing.assert_allclose(prob.hypergrad(psi, approx).grad.numpy(), want, rtol=1e-9,
+                                   atol=1e-12)
+
+
+def test_truncated_cg_with_warm_start_improves():
+    """One CG step from the previous v is closer (in the A-norm CG minimises) than from zero."""
+    prob = ItemsProblem(0)
+    psi = prob.space.psi
+    p = prob.probs(psi)
+    a = prob.x.T @ (p[:, None] * prob.x) + LAM * np.eye(3)
+    theta = prob.theta_star(psi)
+    v_star = np.linalg.solve(a, prob.xv.T @ (prob.xv @ theta - prob.yv) / len(prob.yv))
+
+    def a_err(v):
+        e = v.numpy() - v_star
+        return float(e @ a @ e)
+
+    one = prob.hypergrad(psi, cg=CGSettings(damping=LAM, max_iter=1, rtol=0))
+    t = torch.tensor(theta, requires_grad=True)
+    x, y = torch.tensor(prob.x), torch.tensor(prob.y)
+    xv, yv = torch.tensor(prob.xv), torch.tensor(prob.yv)
+    warm = hypergradient(
+        approx="quadratic", params=[t], per_sample_loss=lambda: 0.5 * (x @ t - y) ** 2,
+        val_loss=lambda: 0.5 * ((xv @ t - yv) ** 2).mean(),
+        score=torch.tensor(prob.space.score(np.arange(7.0)[:, None], psi)),
+        weights=torch.tensor(p), v0=one.v, cg=CGSettings(damping=LAM, max_iter=1, rtol=0))
+    assert a_err(warm.v) < 0.9 * a_err(one.v)
+
+
+# ------------------------------------------------------- Monte Carlo: a Gaussian over the inputs
+GH_X, GH_W = np.polynomial.hermite_e.hermegauss(80)
+GH_W = GH_W / GH_W.sum()
+
+
+def _features(x):
+    return np.stack([np.ones_like(x), x, x ** 2], -1)
+
+
+def _target(x):
+    return np.sin(2 * x)
+
+
+def _theta_star(mu, log_std):
+    x = mu + np.exp(log_std) * GH_X
+    f = _features(x)
+    a = f.T @ (GH_W[:, None] * f) + LAM * np.eye(3)
+    return np.linalg.solve(a, f.T @ (GH_W * _target(x)))
+
+
+XV = np.linspace(0.5, 1.5, 50)
+
+
+def _val(theta):
+    return 0.5 * np.mean((_features(XV) @ theta - _target(XV)) ** 2)
+
+
+def test_monte_carlo_hypergradient_matches_finite_differences():
+    space = ParameterSpace.from_dict({"format": "autosim.space", "version": 1, "params": [
+        {"name": "x", "kind": "normal", "mean": [0.2], "log_std": [-0.3]}]})
+    psi = space.psi
+    h = 1e-5
+    fd = np.array([(_val(_theta_star(*(psi + e))) - _val(_theta_star(*(psi - e)))) / (2 * h)
+                   for e in np.eye(2) * h])
+    latents = space.sample(40000, np.random.default_rng(0))
+    x = latents[:, 0]
+    theta = torch.tensor(_theta_star(*psi), requires_grad=True)
+    f, y = torch.tensor(_features(x)), torch.tensor(_target(x))
+    fv, yv = torch.tensor(_features(XV)), torch.tensor(_target(XV))
+    res = hypergradient(
+        approx="quadratic", params=[theta], per_sample_loss=lambda: 0.5 * (f @ theta - y) ** 2,
+        val_loss=lambda: 0.5 * ((fv @ theta - yv) ** 2).mean(),
+        score=torch.tensor(space.score(latents)),
+        cg=CGSettings(damping=LAM, max_iter=50, rtol=1e-10))
+    _check(res.grad.numpy(), fd)
+
+
+def test_directional_derivatives_equal_per_sample_gradients():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 5), torch.nn.Tanh(), torch.nn.Linear(5, 2))
+    x, y = torch.randn(6, 3), torch.randint(0, 2, (6,))
+    params = list(net.parameters())
+    v = torch.randn(sum(p.numel() for p in params))
+    losses = torch.nn.functional.cross_entropy(net(x), y, reduction="none")
+    got = directional_derivatives(losses, params, v)
+    want = torch.stack([flat_grad(losses[k], params, retain_graph=True) @ v for k in range(6)])
+    torch.testing.assert_close(got, want)
+
+
+def test_leave_one_out_baseline_is_unbiased_and_reduces_variance():
+    rng = np.random.default_rng(0)
+    space = ParameterSpace.from_dict({"format": "autosim.space", "version": 1, "params": [
+        {"name": "x", "kind": "normal", "mean": [0.0], "log_std": [0.0]}]})
+    plain, loo = [], []
+    for _ in range(400):
+        lat = space.sample(16, rng)
+        score = torch.tensor(space.score(lat))
+        values = torch.tensor(5.0 + lat[:, 0])  # E[score * values] = (1, 0)
+        plain.append(score_weighted(score, values, None, "none").numpy())
+        loo.append(score_weighted(score, values, None, "loo").numpy())
+    plain, loo = np.array(plain), np.array(loo)
+    np.testing.assert_allclose(loo.mean(0), [1.0, 0.0], atol=5 * loo.std(0).max() / 20)
+    assert loo.var(0).sum() < 0.5 * plain.var(0).sum()
+    with pytest.raises(ValueError, match="baseline"):
+        score_weighted(score, values, None, "ema")

@@ -1,0 +1,174 @@
+"""`autosim optimize` as a user runs it: real processes, files, resume, and failures."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from protocol.space import ParameterSpace
+
+PY = [sys.executable, "-m", "optimizer.cli"]
+
+
+def autosim(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([*PY, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def _metrics(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def _wait_lines(run: Path, n: int, proc: subprocess.Popen, timeout: float = 300) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        path = run / "metrics.jsonl"
+        if path.exists() and len(path.read_text().splitlines()) >= n:
+            return
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.2)
+    raise AssertionError(f"no {n} metric lines within {timeout} s")
+
+
+def test_toy_run_writes_everything_and_improves(tmp_path):
+    run = tmp_path / "run"
+    out = autosim("optimize", "--scene", "toy", "--budget-images", "2560", "--seed", "3",
+                  "--out", str(run), "--device", "auto")
+    assert out.returncode == 0, out.stderr
+    assert "accuracy:" in out.stdout and "report:" in out.stdout
+    records = _metrics(run)
+    assert [r["iteration"] for r in records] == list(range(40))
+    for key in ("iteration", "images_rendered", "wall_s", "val_metric", "psi", "overhead"):
+        assert key in records[0]
+    assert records[-1]["images_rendered"] == 2560
+    assert max(r["val_metric"] for r in records[-5:]) > records[0]["val_metric"] + 0.1
+    final = ParameterSpace.from_json((run / "final_space.json").read_text())
+    assert final.psi.tolist() == records[-1]["psi"]
+    assert (run / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    state = torch.load(run / "checkpoint.pt", weights_only=False)
+    assert state["algorithm"]["iteration"] == 40
+
+
+def test_interrupted_run_resumes_without_gaps(tmp_path):
+    run = tmp_path / "run"
+    proc = subprocess.Popen([*PY, "optimize", "--scene", "toy", "--budget-images", "6400",
+                             "--out", str(run), "--k", "64"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_lines(run, 3, proc)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted" in err
+    done = len(_metrics(run))
+    assert done < 100
+    out = autosim("optimize", "--resume", str(run))
+    assert out.returncode == 0, out.stderr
+    records = _metrics(run)
+    assert [r["iteration"] for r in records] == list(range(100))
+    images = [r["images_rendered"] for r in records]
+    assert images == sorted(images) and images[-1] == 6400
+    assert records[-1]["wall_s"] >= records[done - 1]["wall_s"]
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--scene", "moon"], "unknown scene 'moon'"),
+    (["--scene", "toy", "--method", "magic"], "unknown method 'magic'"),
+    (["--scene", "clevr"], "needs --val"),
+    (["--scene", "clevr", "--val", "/nonexistent/val"], "no such folder"),
+    (["--scene", "toy", "--approx", "cubic"], "invalid choice"),
+    (["--scene", "toy", "--fix", "nothing*"], "matches no parameter"),
+    (["--scene", "toy", "--device", "tpu"], "--device"),
+])
+def test_bad_arguments_give_one_line(tmp_path, args, needle):
+    out = autosim("optimize", "--budget-images", "64", "--out", str(tmp_path / "r"), *args)
+    assert out.returncode != 0
+    assert needle in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_bad_val_folder_and_resume_errors(tmp_path):
+    val = tmp_path / "val"
+    (val / "images").mkdir(parents=True)
+    out = autosim("optimize", "--scene", "clevr", "--val", str(val), "--budget-images", "16",
+                  "--out", str(tmp_path / "r"))
+    assert out.returncode == 2 and "masks/" in out.stderr and "Traceback" not in out.stderr
+    (val / "masks").mkdir()
+    (val / "images" / "a.png").write_bytes(b"not a png")
+    (val / "masks" / "a.png").write_bytes(b"not a png")
+    out = autosim("optimize", "--scene", "clevr", "--val", str(val), "--budget-images", "16",
+                  "--out", str(tmp_path / "r2"))
+    assert out.returncode == 2 and "a.png" in out.stderr and "not a readable image" in out.stderr
+    out = autosim("optimize", "--resume", str(tmp_path / "nothing"))
+    assert out.returncode == 2 and "config.json" in out.stderr
+
+
+def test_unreachable_server_fails_fast_and_clearly(tmp_path):
+    val = tmp_path / "val"
+    import numpy as np
+
+    from protocol.dataset import DatasetWriter
+
+    with DatasetWriter(val, ["background", "sphere", "cube", "cylinder"]) as w:
+        w.add(np.zeros((32, 32, 3), np.uint8), np.zeros((32, 32), np.uint8), np.zeros((0, 4)),
+              np.zeros(0), {})
+    started = time.monotonic()
+    out = autosim("optimize", "--scene", "clevr", "--val", str(val), "--budget-images", "16",
+                  "--out", str(tmp_path / "r"), "--server", "tcp://127.0.0.1:9", "--timeout", "2")
+    assert out.returncode == 3 and "tcp://127.0.0.1:9" in out.stderr
+    assert "did not answer" in out.stderr and "Traceback" not in out.stderr
+    assert time.monotonic() - started < 60
+
+
+def _start_server(log: Path) -> tuple[subprocess.Popen, str]:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-m", "blender_addon.serve", "--scene", "clevr",
+                             "--bind", "tcp://127.0.0.1:*", "--threads", "1"],
+                            stdout=subprocess.PIPE, stderr=open(log, "w"), text=True, env=env)
+    line = proc.stdout.readline()
+    assert line.startswith("AUTOSIM_READY"), log.read_text()
+    return proc, json.loads(line.split(" ", 1)[1])["endpoint"]
+
+
+@pytest.mark.blender
+def test_clevr_run_against_a_server_that_dies_then_resume(tmp_path):
+    val = tmp_path / "val"
+    out = autosim("render", "--scene", "clevr", "--n", "6", "--size", "32", "--out", str(val),
+                  "--threads", "1")
+    assert out.returncode == 0, out.stderr
+    server, endpoint = _start_server(tmp_path / "s1.log")
+    run = tmp_path / "run"
+    try:
+        proc = subprocess.Popen(
+            [*PY, "optimize", "--scene", "clevr", "--val", str(val), "--budget-images", "400",
+             "--k", "4", "--epochs", "1", "--out", str(run), "--server", endpoint,
+             "--timeout", "5"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        _wait_lines(run, 2, proc)
+        server.kill()
+        _, err = proc.communicate(timeout=120)
+    finally:
+        server.kill()
+        server.wait()
+    assert proc.returncode == 3, err
+    assert endpoint in err and "Traceback" not in err
+    records = _metrics(run)
+    state = torch.load(run / "checkpoint.pt", weights_only=False)
+    assert state["algorithm"]["iteration"] >= len(records) >= 2
+    # a fresh server, and the run carries on from its checkpoint
+    server, endpoint = _start_server(tmp_path / "s2.log")
+    try:
+        out = autosim("optimize", "--resume", str(run), "--server", endpoint,
+                      "--budget-images", str(4 * (len(records) + 2)))
+    finally:
+        server.terminate()
+        server.wait(30)
+    assert out.returncode == 0, out.stderr
+    again = _metrics(run)
+    assert [r["iteration"] for r in again] == list(range(len(again)))
+    assert len(again) == len(records) + 2
+    assert (run / "report.png").exists()
