@@ -59,7 +59,8 @@ def overhead_table(device: torch.device, iters: int, threads: int) -> list[dict]
         replay = iter(batches)
         ctx = Context(space=space, task=task, val=val, device=device,
                       render_fn=lambda _lat, it=replay: next(it), publish_fn=lambda p, m: None)
-        opts = {**SCENE_DEFAULTS["clevr"], "k": k, "approx": approx, "hessian": hessian}
+        opts = {**SCENE_DEFAULTS["clevr"]["autosimulate"], "k": k, "approx": approx,
+                "hessian": hessian}
         algo = get("autosimulate")(ctx, **opts)
         records = [algo.step() for _ in range(iters)][2:]  # the first two warm up
         rows.append({

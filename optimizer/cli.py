@@ -77,6 +77,17 @@ def build_parser() -> argparse.ArgumentParser:
     _servers_options(opt)
     add_method_options(opt)
 
+    bench = sub.add_parser("bench", help="every method side by side on the same budget")
+    bench.add_argument("--scene", default="toy", help="toy or clevr")
+    bench.add_argument("--methods", default="autosimulate,approx_quadratic,linear,no_val,"
+                       "reinforce,bayesopt,random", help="comma-separated method names")
+    bench.add_argument("--seeds", type=int, default=3)
+    bench.add_argument("--budget-images", type=int, default=3200)
+    bench.add_argument("--size", type=int, default=64, help="image side for rendered scenes")
+    bench.add_argument("--device", default="auto")
+    bench.add_argument("--out", required=True)
+    _servers_options(bench)
+
     serve = sub.add_parser("serve", help="run a render server in this process (bpy module)")
     serve.add_argument("--scene", default="clevr")
     serve.add_argument("--bind", default="tcp://127.0.0.1:5555")

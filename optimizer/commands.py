@@ -126,6 +126,12 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from optimizer.bench import cmd_bench as run
+
+    return run(args)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from optimizer.demo import run_demo
 

@@ -55,7 +55,7 @@ def run_demo(args: argparse.Namespace) -> int:
                   f"configuration ({summary['images_per_s']:.1f} images/s) -> {out / 'val'}",
                   flush=True)
             start_space = sim.space
-        options = {**SCENE_DEFAULTS["clevr"], "k": args.k}
+        options = {**SCENE_DEFAULTS["clevr"]["autosimulate"], "k": args.k}
         config = {"scene": "clevr", "method": "autosimulate", "options": options,
                   "val": str((out / "val").resolve()), "seed": args.seed,
                   "budget_images": args.budget_images, "device": args.device,

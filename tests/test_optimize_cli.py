@@ -172,3 +172,34 @@ def test_clevr_run_against_a_server_that_dies_then_resume(tmp_path):
     assert [r["iteration"] for r in again] == list(range(len(again)))
     assert len(again) == len(records) + 2
     assert (run / "report.png").exists()
+
+
+@pytest.mark.blender
+def test_demo_runs_end_to_end_small(tmp_path):
+    out = autosim("demo", "--out", str(tmp_path / "demo"), "--n", "4", "--size", "32",
+                  "--budget-images", "32", "--k", "8", "--threads", "1", "--no-progress")
+    assert out.returncode == 0, out.stderr
+    for needle in ("validation mIoU", "key_light", "distance of the optimised psi",
+                   "report:"):
+        assert needle in out.stdout
+    records = _metrics(tmp_path / "demo" / "run")
+    assert len(records) == 4 and records[-1]["images_rendered"] == 32
+    assert (tmp_path / "demo" / "run" / "report.png").exists()
+    fixed = ParameterSpace.from_json((tmp_path / "demo" / "run" / "final_space.json").read_text())
+    assert not fixed.free_mask[fixed.psi_slices["obj0_xy"]].any()
+
+
+def test_bench_toy_writes_table_json_and_plot(tmp_path):
+    out = autosim("bench", "--scene", "toy", "--methods", "autosimulate,no_val", "--seeds", "2",
+                  "--budget-images", "640", "--out", str(tmp_path / "b"))
+    assert out.returncode == 0, out.stderr
+    table = (tmp_path / "b" / "bench.md").read_text()
+    assert "| autosimulate |" in table and "| no_val |" in table
+    data = json.loads((tmp_path / "b" / "bench.json").read_text())
+    assert len(data["runs"]) == 4
+    for run in data["runs"]:
+        assert run["images"] == 640 and 0.0 <= run["test_metric"] <= 1.0
+    assert (tmp_path / "b" / "bench.png").read_bytes()[:4] == b"\x89PNG"
+    bad = autosim("bench", "--scene", "toy", "--methods", "autosimulate,nope", "--out",
+                  str(tmp_path / "c"))
+    assert bad.returncode == 2 and "unknown method 'nope'" in bad.stderr

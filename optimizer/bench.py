@@ -1,0 +1,263 @@
+"""`autosim bench`: every method on the same validation set, budget and task model.
+
+Per method and seed the method runs until the image budget (its own run folder, as
+`autosim optimize` writes it); then its final psi is judged the way the papers do: a fresh task
+model trained on data rendered from that psi, scored on a separate test set drawn from the
+validation configuration. The test set is never used for any choice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import statistics
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from optimizer import algorithms
+from optimizer.algorithms.base import Context
+from optimizer.errors import CliError
+from optimizer.run import Runner, read_metrics, resolve_device
+from optimizer.tasks.base import TaskData
+from optimizer.training import fit
+
+AUTOSIM_VARIANTS = {"autosimulate": "quadratic", "approx_quadratic": "approx_quadratic",
+                    "linear": "linear", "no_val": "no_val"}
+ALL_METHODS = ("autosimulate", "approx_quadratic", "linear", "no_val", "reinforce", "bayesopt",
+               "random")
+
+
+def resolve_method(name: str) -> tuple[str, dict[str, Any]]:
+    """Bench names -> (registered algorithm, fixed options): AutoSimulate's Table 1 variants."""
+    if name in AUTOSIM_VARIANTS:
+        return "autosimulate", {"approx": AUTOSIM_VARIANTS[name]}
+    if name in algorithms.REGISTRY:
+        return name, {}
+    raise CliError(f"unknown method {name!r}; known: {', '.join(ALL_METHODS)}")
+
+
+# Evaluation protocol per scene: test-set size, images and epochs for the fresh model.
+EVAL = {"toy": {"val_n": 500, "test_n": 2000, "train_n": 1024, "epochs": 30, "batch_size": 64,
+                "lr_theta": 1e-2},
+        "clevr": {"val_n": 48, "test_n": 96, "train_n": 256, "epochs": 15, "batch_size": 16,
+                  "lr_theta": 3e-3}}
+
+
+@contextlib.contextmanager
+def bench_scene(scene: str, args: argparse.Namespace, device: torch.device,
+                out: Path) -> Iterator[dict[str, Any]]:
+    """Simulator, task, validation and test data, shared by every method and seed."""
+    ev = EVAL[scene]
+    if scene == "toy":
+        from optimizer.optimize import TOY_TEST_SEED, TOY_VAL_SEED
+        from optimizer.simulators.toy import ToySimulator, sample_real
+        from optimizer.tasks.classifier import ClassifierTask
+
+        task = ClassifierTask()
+        sim = ToySimulator()
+        yield {"sim_factory": ToySimulator, "task": task, "render": lambda sim: sim.render,
+               "space": sim.space,
+               "val": task.to_data(sample_real(ev["val_n"], np.random.default_rng(TOY_VAL_SEED)),
+                                   device),
+               "test": task.to_data(sample_real(ev["test_n"],
+                                                np.random.default_rng(TOY_TEST_SEED)), device)}
+        return
+    from optimizer.commands import open_simulator, render_dataset
+    from optimizer.data import load_image_set
+    from optimizer.tasks.segmentation import SegmentationTask
+
+    with open_simulator(args, scene) as sim:
+        target = sim.space.preset("validation")
+        sets = {}
+        for name, seed in (("val", 10_000), ("test", 20_000)):
+            folder = out / f"{name}-set"
+            if not (folder / "images").is_dir():
+                render_dataset(sim, target, ev[f"{name}_n"], seed, args.size, folder)
+            sets[name] = load_image_set(folder)
+        task = SegmentationTask(len(sim.classes))
+        size = args.size
+
+        class Shared:
+            """Every method talks to the same servers; psi is per method."""
+
+            def __init__(self) -> None:
+                self.space = sim.space
+
+            def set_psi(self, psi, metrics=None) -> None:
+                sim.set_psi(psi, metrics)
+
+            def render(self, latents):
+                return sim.render(latents, size, size)
+
+        yield {"sim_factory": Shared, "task": task, "render": lambda s: s.render,
+               "space": sim.space, "val": task.to_data(sets["val"], device),
+               "test": task.to_data(sets["test"], device)}
+
+
+def judge(psi: np.ndarray, setup: dict[str, Any], scene: str, device: torch.device,
+          seed: int) -> float:
+    """Test metric of a fresh model trained on data rendered from psi."""
+    ev = EVAL[scene]
+    space = setup["space"].with_psi(psi)
+    sim = setup["sim_factory"]()
+    latents = space.sample(ev["train_n"], np.random.default_rng(90_000 + seed))
+    parts = [setup["task"].to_data(setup["render"](sim)(latents[i:i + 64]), device)
+             for i in range(0, len(latents), 64)]
+    data = TaskData.cat(parts)
+    gen = torch.Generator().manual_seed(seed)
+    model = setup["task"].build_model(gen).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=ev["lr_theta"])
+    fit(setup["task"], model, opt, data, epochs=ev["epochs"], batch_size=ev["batch_size"],
+        generator=gen)
+    model.eval()
+    return setup["task"].metric(model, setup["test"])
+
+
+def run_one(method: str, seed: int, setup: dict[str, Any], scene: str, budget: int,
+            device: torch.device, run_dir: Path, options: dict[str, Any]) -> dict[str, Any]:
+    algo_name, fixed = resolve_method(method)
+    sim = setup["sim_factory"]()
+    ctx = Context(space=setup["space"], task=setup["task"], val=setup["val"], device=device,
+                  render_fn=setup["render"](sim), publish_fn=sim.set_psi, seed=seed)
+    algo = algorithms.get(algo_name)(ctx, **{**options, **fixed})
+    runner = Runner(algo, run_dir, budget, progress=False)
+    if not runner.resume():  # an interrupted bench picks up where each run stopped
+        (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+    runner.run()
+    records = read_metrics(run_dir)
+    started = time.perf_counter()
+    test = judge(algo.psi, setup, scene, device, seed)
+    return {"method": method, "seed": seed, "records": records, "final_psi": algo.psi.tolist(),
+            "test_metric": test, "wall_s": records[-1]["wall_s"] if records else 0.0,
+            "images": records[-1]["images_rendered"] if records else 0,
+            "best_val": max(r["val_metric"] for r in records),
+            "evaluations": records[-1].get("evaluations", 0),
+            "render_s": records[-1].get("render_s", 0.0),
+            "train_s": records[-1].get("train_s", 0.0),
+            "judge_s": time.perf_counter() - started}
+
+
+def images_to_reach(records: list[dict[str, Any]], target: float) -> int | None:
+    for r in records:
+        if r["val_metric"] is not None and r["val_metric"] >= target:
+            return r["images_rendered"]
+    return None
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    if not values:
+        return float("nan"), float("nan")
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def summarise(runs: list[dict[str, Any]], methods: list[str]) -> dict[str, Any]:
+    best_any = max(r["best_val"] for r in runs)
+    target = 0.95 * best_any
+    rows = []
+    for method in methods:
+        mine = [r for r in runs if r["method"] == method]
+        reach = [images_to_reach(r["records"], target) for r in mine]
+        reached = [x for x in reach if x is not None]
+        rows.append({
+            "method": method, "seeds": len(mine),
+            "wall_s": _mean_std([r["wall_s"] for r in mine]),
+            "images": _mean_std([r["images"] for r in mine]),
+            "best_val": _mean_std([r["best_val"] for r in mine]),
+            "test": _mean_std([r["test_metric"] for r in mine]),
+            "images_to_target": _mean_std(reached) if reached else None,
+            "reached": f"{len(reached)}/{len(mine)}",
+        })
+    return {"target": target, "best_any": best_any, "rows": rows}
+
+
+def markdown(summary: dict[str, Any], scene: str, metric: str, budget: int, seeds: int) -> str:
+    def ms(pair, fmt):
+        return f"{pair[0]:{fmt}} ± {pair[1]:{fmt}}"
+
+    lines = [f"Scene `{scene}`, budget {budget} images, {seeds} seed(s); metric {metric}; "
+             f"target = 95% of the best validation {metric} any method reached "
+             f"({summary['target']:.3f}).", "",
+             f"| Method | Time (s) | Images | Best val. {metric} | Test {metric} | "
+             f"Images to target |", "|---|---|---|---|---|---|"]
+    for r in summary["rows"]:
+        if r["images_to_target"] is None:
+            reach = f"not reached (0/{r['seeds']})"
+        else:
+            reach = f"{ms(r['images_to_target'], '.0f')} ({r['reached']})"
+        lines.append(f"| {r['method']} | {ms(r['wall_s'], '.0f')} | {ms(r['images'], '.0f')} | "
+                     f"{ms(r['best_val'], '.3f')} | {ms(r['test'], '.3f')} | {reach} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(runs: list[dict[str, Any]], methods: list[str], path: Path, metric: str,
+         title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for i, method in enumerate(methods):
+        for j, run in enumerate(r for r in runs if r["method"] == method):
+            xs = [r["images_rendered"] for r in run["records"]]
+            ys = [r["val_metric"] for r in run["records"]]
+            best = np.maximum.accumulate(np.asarray(ys, float))
+            ax.plot(xs, best, color=f"C{i}", lw=1.4, alpha=0.85,
+                    label=method if j == 0 else None)
+    ax.set_xlabel("images rendered")
+    ax.set_ylabel(f"best validation {metric} so far")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from optimizer.optimize import method_options
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    for m in methods:
+        resolve_method(m)
+    if args.scene not in EVAL:
+        raise CliError(f"unknown scene {args.scene!r} for bench; known: {', '.join(EVAL)}")
+    if args.seeds < 1 or args.budget_images < 1:
+        raise CliError("--seeds and --budget-images must be at least 1")
+    try:
+        device = resolve_device(args.device)
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    runs = []
+    with bench_scene(args.scene, args, device, out) as setup:
+        metric = setup["task"].metric_name
+        for method in methods:
+            algo_name, _ = resolve_method(method)
+            opts = method_options(argparse.Namespace(), args.scene, algo_name)  # defaults only
+            for seed in range(args.seeds):
+                run = run_one(method, seed, setup, args.scene, args.budget_images, device,
+                              out / "runs" / f"{method}-seed{seed}", opts)
+                runs.append(run)
+                print(f"  {method:16s} seed {seed}: best val {metric} {run['best_val']:.3f}, "
+                      f"test {run['test_metric']:.3f}, {run['images']} images, "
+                      f"{run['wall_s']:.0f} s", flush=True)
+    summary = summarise(runs, methods)
+    table = markdown(summary, args.scene, metric, args.budget_images, args.seeds)
+    (out / "bench.md").write_text(table)
+    (out / "bench.json").write_text(json.dumps(
+        {"scene": args.scene, "budget_images": args.budget_images, "seeds": args.seeds,
+         "device": str(device), "summary": summary, "runs": runs}, indent=1))
+    plot(runs, methods, out / "bench.png", metric,
+         f"{args.scene}: budget {args.budget_images} images, {args.seeds} seed(s)")
+    print()
+    print(table)
+    print(f"bench.json, bench.md, bench.png in {out}")
+    return 0
