@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--seed", type=int, default=0)
     render.add_argument("--size", type=int, default=64, help="image side in pixels")
     render.add_argument("--out", required=True, help="dataset folder to write")
+    render.add_argument("--format", choices=("autosim", "yolo"), default="autosim",
+                        help="autosim: images, masks, YOLO labels, items.jsonl, data.yaml; "
+                             "yolo: the same without masks (what `yolo train data=` reads)")
     _servers_options(render)
 
     opt = sub.add_parser("optimize", help="learn psi with a method (AutoSimulate by default)")

@@ -52,14 +52,14 @@ def open_simulator(args: argparse.Namespace, scene: str) -> Iterator[RemoteSimul
 
 
 def render_dataset(sim: RemoteSimulator, space: ParameterSpace, n: int, seed: int, size: int,
-                   out: Path, chunk: int = 16) -> dict:
+                   out: Path, chunk: int = 16, masks: bool = True) -> dict:
     """Sample n latents from `space`, render them, write the dataset layout; returns a summary."""
     rng = np.random.default_rng(seed)
     latents = space.sample(n, rng)
     started = time.perf_counter()
     render_s = 0.0
     class_pixels = np.zeros(len(sim.classes), np.int64)
-    with DatasetWriter(out, sim.classes, space.to_dict()) as writer:
+    with DatasetWriter(out, sim.classes, space.to_dict(), masks=masks) as writer:
         for start in range(0, n, chunk):
             batch = sim.render(latents[start:start + chunk], size, size)
             render_s += batch.render_s
@@ -105,7 +105,8 @@ def cmd_render(args: argparse.Namespace) -> int:
         space = _target_space(sim, args.params, args.preset)
         if space.psi_dim != sim.space.psi_dim:
             raise CliError(f"{args.params}: space does not match scene {sim.scene!r}")
-        summary = render_dataset(sim, space, args.n, args.seed, args.size, Path(args.out))
+        summary = render_dataset(sim, space, args.n, args.seed, args.size, Path(args.out),
+                                 masks=args.format == "autosim")
     print(f"rendered {summary['n']} images of {args.scene} to {args.out} "
           f"({summary['images_per_s']:.1f} images/s)")
     return 0

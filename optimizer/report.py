@@ -56,3 +56,46 @@ def write_report(records: Sequence[dict[str, Any]], space: ParameterSpace, path:
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
+
+
+def placement_grid(space: ParameterSpace, name: str = "config") -> tuple[np.ndarray, list, list]:
+    """The 54 probabilities of a 'L{layout}_P{location}_{quality}' categorical as a
+    (layouts * qualities, locations) array, with row and column labels."""
+    param = space.params[space.names.index(name)]
+    probs = param.summary()["probs"]
+    layouts, locations, qualities = set(), set(), []
+    parsed = {}
+    for choice, p in probs.items():
+        lay, loc, qual = choice.split("_")
+        layouts.add(int(lay[1:]))
+        locations.add(int(loc[1:]))
+        if qual not in qualities:
+            qualities.append(qual)
+        parsed[(int(lay[1:]), int(loc[1:]), qual)] = p
+    rows = [(lay, q) for lay in sorted(layouts) for q in qualities]
+    grid = np.array([[parsed[(lay, loc, q)] for loc in sorted(locations)] for lay, q in rows])
+    return grid, [f"layout {lay} {q}" for lay, q in rows], [f"P{j}" for j in sorted(locations)]
+
+
+def write_placement_report(start: ParameterSpace, end: ParameterSpace,
+                           hidden: ParameterSpace | None, path: str | Path) -> Path:
+    """Start, learned and (when known) hidden distributions over the 54 placement configs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [("start", start), ("learned", end)] + ([("hidden", hidden)] if hidden else [])
+    grids = [(title, *placement_grid(space)) for title, space in panels]
+    vmax = max(g.max() for _, g, _, _ in grids)
+    fig, axes = plt.subplots(1, len(grids), figsize=(5.4 * len(grids), 3.2), squeeze=False,
+                             gridspec_kw={"wspace": 0.55})
+    for ax, (title, grid, rows, cols) in zip(axes[0], grids):
+        im = ax.imshow(grid, vmin=0, vmax=vmax, cmap="viridis")
+        ax.set_xticks(range(len(cols)), cols, fontsize=7)
+        ax.set_yticks(range(len(rows)), rows, fontsize=7)
+        ax.set_title(f"{title} (max p = {grid.max():.3f})", fontsize=9)
+    fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8, label="probability")
+    fig.savefig(Path(path), dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return Path(path)

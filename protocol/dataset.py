@@ -1,7 +1,7 @@
 """The on-disk dataset layout, written the same way by Blender's export and `autosim render`.
 
     DIR/images/000000.png      sRGB uint8
-    DIR/masks/000000.png       8-bit class ids (0 = background)
+    DIR/masks/000000.png       8-bit class ids (0 = background); not in the `yolo` format
     DIR/labels/000000.txt      YOLO: "class cx cy w h" normalised, class = mask id - 1
     DIR/items.jsonl            one JSON object per item: file stem, latent, seed, generation, ...
     DIR/data.yaml              ultralytics dataset file (train and val both point at images/)
@@ -65,9 +65,10 @@ class DatasetWriter:
     """Append items to a dataset folder; the layout above, one call per rendered item."""
 
     def __init__(self, root: str | Path, class_names: Sequence[str],
-                 space_dict: Mapping[str, Any] | None = None) -> None:
+                 space_dict: Mapping[str, Any] | None = None, *, masks: bool = True) -> None:
         self.root = Path(root)
-        for sub in (IMAGES, MASKS, LABELS):
+        self.masks = masks
+        for sub in (IMAGES, LABELS) + ((MASKS,) if masks else ()):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         self.class_names = list(class_names)
         (self.root / DATA_YAML).write_text(data_yaml(self.root, self.class_names), "utf-8")
@@ -81,7 +82,8 @@ class DatasetWriter:
         stem = f"{self.count:06d}"
         height, width = image.shape[:2]
         (self.root / IMAGES / f"{stem}.png").write_bytes(encode_png(image))
-        (self.root / MASKS / f"{stem}.png").write_bytes(encode_png(np.asarray(mask, np.uint8)))
+        if self.masks:
+            (self.root / MASKS / f"{stem}.png").write_bytes(encode_png(np.asarray(mask, np.uint8)))
         lines = yolo_lines(boxes, classes, width, height)
         (self.root / LABELS / f"{stem}.txt").write_text("".join(f"{ln}\n" for ln in lines), "utf-8")
         self._items.write(json.dumps({"file": stem, **meta}) + "\n")
