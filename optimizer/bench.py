@@ -55,10 +55,11 @@ def bench_scene(scene: str, args: argparse.Namespace, device: torch.device,
     """Simulator, task, validation and test data, shared by every method and seed."""
     ev = EVAL[scene]
     if scene == "toy":
-        from optimizer.optimize import TOY_TEST_SEED, TOY_VAL_SEED
+        from optimizer.optimize import TOY_TEST_SEED, TOY_VAL_SEED, single_thread_for_tiny_models
         from optimizer.simulators.toy import ToySimulator, sample_real
         from optimizer.tasks.classifier import ClassifierTask
 
+        single_thread_for_tiny_models()
         task = ClassifierTask()
         sim = ToySimulator()
         yield {"sim_factory": ToySimulator, "task": task, "render": lambda sim: sim.render,
@@ -220,6 +221,11 @@ def plot(runs: list[dict[str, Any]], methods: list[str], path: Path, metric: str
     plt.close(fig)
 
 
+# (budget images, seeds): the defaults, and the --quick ones.
+PRESETS = {"toy": {"full": (3200, 3), "quick": (1920, 3)},
+           "clevr": {"full": (1920, 3), "quick": (640, 2)}}
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from optimizer.optimize import method_options
 
@@ -228,6 +234,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         resolve_method(m)
     if args.scene not in EVAL:
         raise CliError(f"unknown scene {args.scene!r} for bench; known: {', '.join(EVAL)}")
+    budget, seeds = PRESETS[args.scene]["quick" if args.quick else "full"]
+    args.budget_images = budget if args.budget_images is None else args.budget_images
+    args.seeds = seeds if args.seeds is None else args.seeds
     if args.seeds < 1 or args.budget_images < 1:
         raise CliError("--seeds and --budget-images must be at least 1")
     try:

@@ -84,8 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--scene", default="toy", help="toy or clevr")
     bench.add_argument("--methods", default="autosimulate,approx_quadratic,linear,no_val,"
                        "reinforce,bayesopt,random", help="comma-separated method names")
-    bench.add_argument("--seeds", type=int, default=3)
-    bench.add_argument("--budget-images", type=int, default=3200)
+    bench.add_argument("--seeds", type=int, help="seeds per method (default: see --quick)")
+    bench.add_argument("--budget-images", type=int,
+                       help="images per run (default: toy 3200, clevr 1920)")
+    bench.add_argument("--quick", action="store_true",
+                       help="small defaults: toy 1920 images x 3 seeds (< 5 min on 2 cores), "
+                            "clevr 640 images x 2 seeds (< 30 min)")
     bench.add_argument("--size", type=int, default=64, help="image side for rendered scenes")
     bench.add_argument("--device", default="auto")
     bench.add_argument("--out", required=True)

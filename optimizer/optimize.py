@@ -22,12 +22,17 @@ from protocol.space import ParameterSpace
 # the toy's 2-D points want bigger batches than 64 px images).
 SCENE_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
     "toy": {"autosimulate": {"k": 64, "epochs": 2, "batch_size": 32, "lr_theta": 1e-2,
-                             "hessian": "all"}},
+                             "hessian": "all"},
+            "reinforce": {"m": 64, "batch_size": 32, "lr_theta": 1e-2},
+            "bayesopt": {"m": 64, "batch_size": 32, "lr_theta": 1e-2},
+            "random": {"m": 64, "batch_size": 32, "lr_theta": 1e-2}},
     "clevr": {"autosimulate": {"epochs": 10, "hessian_subsample": 8, "val_batch": 32,
                                "lr_psi": 0.1}},
 }
 METHOD_OPTIONS = ("approx", "k", "epochs", "batch_size", "lr_theta", "lr_psi", "damping",
-                  "cg_iters", "cg_rtol", "hessian", "hessian_subsample", "val_batch")
+                  "cg_iters", "cg_rtol", "hessian", "hessian_subsample", "val_batch", "m",
+                  "sigma2", "lr_policy", "ema", "retain", "init_points", "acq", "radius",
+                  "log_std_radius")
 TOY_VAL_SEED, TOY_TEST_SEED, TOY_VAL_N = 1, 2, 500
 
 
@@ -35,7 +40,8 @@ def add_method_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("method options (defaults depend on the method and scene)")
     g.add_argument("--approx", choices=("quadratic", "approx_quadratic", "linear", "no_val"),
                    help="Table 1 approximation (autosimulate; default quadratic)")
-    g.add_argument("--k", type=int, help="latents rendered per iteration")
+    g.add_argument("--k", type=int, help="latents rendered per iteration (autosimulate); "
+                   "psi samples per policy step (reinforce)")
     g.add_argument("--epochs", type=int, help="fine-tuning epochs per iteration (epsilon)")
     g.add_argument("--batch-size", type=int)
     g.add_argument("--lr-theta", type=float, help="task-model learning rate")
@@ -47,6 +53,16 @@ def add_method_options(p: argparse.ArgumentParser) -> None:
                    help="parameters in the local quadratic model: the head only (fast) or all")
     g.add_argument("--hessian-subsample", type=int, help="samples in the Hessian (0 = all K)")
     g.add_argument("--val-batch", type=int, help="validation samples for g_val (0 = all)")
+    g.add_argument("--m", type=int, help="images per objective evaluation (baselines)")
+    g.add_argument("--sigma2", type=float, help="REINFORCE policy variance (default 0.05)")
+    g.add_argument("--lr-policy", type=float, help="REINFORCE policy learning rate")
+    g.add_argument("--ema", type=float, help="REINFORCE baseline: weight on the old average")
+    g.add_argument("--retain", action="store_true", default=None,
+                   help="REINFORCE: keep and fine-tune the task model instead of from scratch")
+    g.add_argument("--init-points", type=int, help="bayesopt: random points before the GP")
+    g.add_argument("--acq", choices=("ei", "ucb"), help="bayesopt acquisition function")
+    g.add_argument("--radius", type=float, help="bayesopt/random: box half-width around psi0")
+    g.add_argument("--log-std-radius", type=float, help="bayesopt/random: the same for log-stds")
 
 
 def method_options(args: argparse.Namespace, scene: str, method: str) -> dict[str, Any]:
@@ -56,6 +72,14 @@ def method_options(args: argparse.Namespace, scene: str, method: str) -> dict[st
         if value is not None:
             opts[key] = value
     return opts
+
+
+def single_thread_for_tiny_models() -> None:
+    """The toy's 2-D MLP is far too small to split across threads; with other work on the
+    cores, intra-op threads just contend (measured: 10-100x slower on a loaded 2-core box)."""
+    import torch
+
+    torch.set_num_threads(1)
 
 
 @contextlib.contextmanager
@@ -72,6 +96,7 @@ def open_scene(config: dict[str, Any], args: argparse.Namespace) -> Iterator[dic
 
         if config.get("val"):
             raise CliError("the toy scene makes its own validation set: drop --val")
+        single_thread_for_tiny_models()
         sim = ToySimulator()
         task = ClassifierTask()
         val = task.to_data(sample_real(TOY_VAL_N, np.random.default_rng(TOY_VAL_SEED)), device)
@@ -126,6 +151,9 @@ def run_optimize(config: dict[str, Any], args: argparse.Namespace, *, resume: bo
             algo = algorithms.get(config["method"])(ctx, **config["options"])
         except (KeyError, ValueError) as exc:
             raise CliError(str(exc).strip("'\"")) from exc
+        if algo.images_per_step > config["budget_images"]:
+            raise CliError(f"--budget-images {config['budget_images']} is less than one step of "
+                           f"{config['method']} ({algo.images_per_step} images)")
         runner = Runner(algo, out, config["budget_images"], target=s["target"], progress=progress)
         if resume and not runner.resume():
             raise CliError(f"--resume {out}: no checkpoint.pt there to resume from")

@@ -86,12 +86,15 @@ class Runner:
         from tqdm import tqdm
 
         algo = self.algo
+        if algo.images_per_step > self.budget_images:
+            raise ValueError(f"a budget of {self.budget_images} images is less than one step of "
+                             f"{algo.name} ({algo.images_per_step} images)")
         started = time.perf_counter()
         bar = tqdm(total=self.budget_images, initial=min(algo.budget.images, self.budget_images),
                    unit="img", disable=not self.progress, dynamic_ncols=True, leave=True)
         records = []
         try:
-            while algo.budget.images < self.budget_images:
+            while algo.budget.images + algo.images_per_step <= self.budget_images:
                 before = algo.budget.images
                 record = algo.step()
                 wall = self.wall_before + time.perf_counter() - started

@@ -58,6 +58,10 @@ class AutoSimulate(Algorithm):
         self.damping = float(o["damping"])
         self.v: torch.Tensor | None = None
 
+    @property
+    def images_per_step(self) -> int:
+        return int(self.options["k"])
+
     def _hyper_params(self) -> list[torch.nn.Parameter]:
         if self.options["hessian"] == "head":
             return self.ctx.task.head_parameters(self.model)

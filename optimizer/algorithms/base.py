@@ -91,6 +91,11 @@ class Algorithm(abc.ABC):
     def psi(self) -> np.ndarray:
         return self.space.psi
 
+    @property
+    @abc.abstractmethod
+    def images_per_step(self) -> int:
+        """Images the next step() renders, so a run can stop AT the budget, never past it."""
+
     @abc.abstractmethod
     def step(self) -> dict[str, Any]:
         """One iteration; returns its record (at least val_metric)."""

@@ -67,6 +67,10 @@ class Reinforce(Algorithm):
             self.model = ctx.task.build_model(self.torch_gen).to(ctx.device)
             self.opt_theta = torch.optim.Adam(self.model.parameters(), lr=float(o["lr_theta"]))
 
+    @property
+    def images_per_step(self) -> int:
+        return int(self.options["k"]) * int(self.options["m"])
+
     def evaluate(self, psi: np.ndarray) -> objective.Evaluation:
         """Reward of one psi sample: M images, xi epochs, validation metric (NaN: failed)."""
         o = self.options
