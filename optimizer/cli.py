@@ -66,15 +66,25 @@ def build_parser() -> argparse.ArgumentParser:
     _servers_options(render)
 
     opt = sub.add_parser("optimize", help="learn psi with a method (AutoSimulate by default)")
-    opt.add_argument("--scene", default="clevr", help="clevr (render servers) or toy (numpy)")
+    opt.add_argument("--scene", default="clevr",
+                     help="clevr (segmentation), placement (YOLO detection), toy (numpy)")
+    opt.add_argument("--task", choices=("segmentation", "detection", "classifier"),
+                     help="the scene's task model (each scene has one; checked if given)")
+    opt.add_argument("--model", help="detection: an ultralytics yaml (default yolo11n.yaml; "
+                     "yolov8s.yaml for a larger one) or a local .pt checkpoint to start from")
+    opt.add_argument("--freeze", type=int, default=0,
+                     help="detection: freeze the first N layers of the model")
     opt.add_argument("--method", default="autosimulate")
-    opt.add_argument("--val", help="validation folder (images/ + masks/); clevr needs one")
+    opt.add_argument("--val", help="validation folder: images/ + masks/ (clevr) or images/ + "
+                     "labels/ in YOLO format (placement)")
     opt.add_argument("--params", help="parameter-space JSON to start from (default: the scene's)")
     opt.add_argument("--budget-images", type=int, default=0, help="stop after this many images")
     opt.add_argument("--seed", type=int, default=0)
     opt.add_argument("--device", default="auto", help="auto (CUDA if torch sees it), cpu, cuda")
     opt.add_argument("--out", help="run folder (metrics.jsonl, checkpoint, report.png)")
     opt.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
+    opt.add_argument("--no-progress", dest="progress", action="store_false",
+                     help="no progress bar (logs, CI)")
     opt.add_argument("--fix", action="append", default=[], metavar="GLOB",
                      help="hold parameters matching this name pattern fixed (repeatable)")
     _servers_options(opt)

@@ -28,7 +28,12 @@ SCENE_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
             "random": {"m": 64, "batch_size": 32, "lr_theta": 1e-2}},
     "clevr": {"autosimulate": {"epochs": 10, "hessian_subsample": 8, "val_batch": 32,
                                "lr_psi": 0.1}},
+    "placement": {"autosimulate": {"k": 16, "epochs": 5, "lr_theta": 1e-3, "hessian_subsample": 8,
+                                   "val_batch": 16, "lr_psi": 0.1},
+                  "reinforce": {"lr_theta": 1e-3}, "bayesopt": {"lr_theta": 1e-3},
+                  "random": {"lr_theta": 1e-3}},
 }
+SCENE_TASKS = {"toy": "classifier", "clevr": "segmentation", "placement": "detection"}
 METHOD_OPTIONS = ("approx", "k", "epochs", "batch_size", "lr_theta", "lr_psi", "damping",
                   "cg_iters", "cg_rtol", "hessian", "hessian_subsample", "val_batch", "m",
                   "sigma2", "lr_policy", "ema", "retain", "init_points", "acq", "radius",
@@ -104,20 +109,22 @@ def open_scene(config: dict[str, Any], args: argparse.Namespace) -> Iterator[dic
                "target": None}
         return
     from optimizer.commands import open_simulator
-    from optimizer.tasks.segmentation import SegmentationTask
 
     if not config.get("val"):
         raise CliError(f"scene {scene!r} needs --val DIR (make one with: autosim render "
                        f"--scene {scene} --n 64 --out DIR)")
+    detection = scene == "placement"
     try:  # before any server starts: a bad folder should cost nothing
-        val_set = load_image_set(config["val"])
+        if detection:
+            from optimizer.yolo_data import load_yolo_folder
+
+            val_set = load_yolo_folder(config["val"])
+        else:
+            val_set = load_image_set(config["val"])
     except DatasetError as exc:
         raise CliError(f"--val: {exc}") from exc
     with open_simulator(args, scene) as sim:
-        if int(val_set.masks.max()) >= len(sim.classes):
-            raise CliError(f"--val: masks hold class {int(val_set.masks.max())}, scene {scene!r} "
-                           f"has classes 0..{len(sim.classes) - 1} ({', '.join(sim.classes)})")
-        task = SegmentationTask(len(sim.classes))
+        task = make_task(scene, sim.classes, config, val_set)
         height, width = val_set.images.shape[1:3]
         val = task.to_data(val_set, device)
         try:
@@ -126,6 +133,29 @@ def open_scene(config: dict[str, Any], args: argparse.Namespace) -> Iterator[dic
             target = None
         yield {"sim": sim, "task": task, "val": val, "device": device, "target": target,
                "render": lambda latents: sim.render(latents, width, height)}
+
+
+def make_task(scene: str, classes: list[str], config: dict[str, Any], val_set: Any):
+    """The task model of a rendered scene: UNet segmentation (clevr), YOLO detection
+    (placement); the validation set must fit the scene's classes."""
+    if scene == "placement":
+        from optimizer.tasks.detection import DetectionTask
+
+        top = max((int(c.max()) for c in val_set.classes if len(c)), default=0)
+        if top >= len(classes):
+            raise CliError(f"--val: labels hold class {top - 1}, scene {scene!r} has "
+                           f"{len(classes) - 1} object classes ({', '.join(classes[1:])})")
+        try:
+            return DetectionTask(len(classes) - 1, model=config.get("model") or "yolo11n.yaml",
+                                 freeze=int(config.get("freeze") or 0), names=classes[1:])
+        except (ValueError, FileNotFoundError) as exc:
+            raise CliError(str(exc)) from exc
+    from optimizer.tasks.segmentation import SegmentationTask
+
+    if int(val_set.masks.max()) >= len(classes):
+        raise CliError(f"--val: masks hold class {int(val_set.masks.max())}, scene {scene!r} "
+                       f"has classes 0..{len(classes) - 1} ({', '.join(classes)})")
+    return SegmentationTask(len(classes))
 
 
 def run_optimize(config: dict[str, Any], args: argparse.Namespace, *, resume: bool,
@@ -162,6 +192,11 @@ def run_optimize(config: dict[str, Any], args: argparse.Namespace, *, resume: bo
         records = read_metrics(out)
         write_report(records, algo.space, out / REPORT, metric_name=s["task"].metric_name,
                      target=s["target"], title=f"{config['method']} on {config['scene']}")
+        if config["scene"] == "placement":
+            from optimizer.report import write_placement_report
+
+            write_placement_report(start_space, algo.space, s["target"],
+                                   out / "placement_distribution.png")
         return {"records": records, "start": start_space, "end": algo.space,
                 "target": s["target"], "metric_name": s["task"].metric_name}
 
@@ -183,8 +218,12 @@ def fix_parameters(space: ParameterSpace, patterns: list[str]) -> ParameterSpace
 def config_from_args(args: argparse.Namespace) -> dict[str, Any]:
     if args.budget_images < 1:
         raise CliError(f"--budget-images must be at least 1, got {args.budget_images}")
-    if args.scene not in ("toy", "clevr"):
-        raise CliError(f"unknown scene {args.scene!r} for optimize; known: toy, clevr")
+    if args.scene not in SCENE_TASKS:
+        raise CliError(f"unknown scene {args.scene!r} for optimize; known: "
+                       f"{', '.join(SCENE_TASKS)}")
+    if args.task and args.task != SCENE_TASKS[args.scene]:
+        raise CliError(f"scene {args.scene!r} trains a {SCENE_TASKS[args.scene]} model, "
+                       f"not --task {args.task}")
     if args.method not in algorithms.REGISTRY:
         raise CliError(f"unknown method {args.method!r}; known: "
                        f"{', '.join(sorted(algorithms.REGISTRY))}")
@@ -192,7 +231,8 @@ def config_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return {"scene": args.scene, "method": args.method, "options": options,
             "val": str(Path(args.val).resolve()) if args.val else None, "seed": args.seed,
             "budget_images": args.budget_images, "device": args.device, "out": args.out,
-            "params": args.params, "fix": list(args.fix)}
+            "params": args.params, "fix": list(args.fix), "model": args.model,
+            "freeze": args.freeze}
 
 
 def cmd_optimize(args: argparse.Namespace) -> int:
@@ -214,7 +254,8 @@ def cmd_optimize(args: argparse.Namespace) -> int:
             raise CliError(f"{out} already holds a run: use --resume {out} or another --out")
         out.mkdir(parents=True, exist_ok=True)
         (out / CONFIG).write_text(json.dumps(config, indent=1))
-    result = run_optimize(config, args, resume=bool(args.resume))
+    result = run_optimize(config, args, resume=bool(args.resume),
+                          progress=getattr(args, "progress", True))
     print_summary(result, Path(config["out"]))
     return 0
 
