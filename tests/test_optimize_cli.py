@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -203,3 +204,23 @@ def test_bench_toy_writes_table_json_and_plot(tmp_path):
     bad = autosim("bench", "--scene", "toy", "--methods", "autosimulate,nope", "--out",
                   str(tmp_path / "c"))
     assert bad.returncode == 2 and "unknown method 'nope'" in bad.stderr
+
+
+@pytest.mark.blender
+def test_placement_detection_run_writes_the_54_config_plot(tmp_path):
+    val = tmp_path / "val"
+    out = autosim("render", "--scene", "placement", "--n", "4", "--size", "64", "--format",
+                  "yolo", "--out", str(val), "--threads", "1")
+    assert out.returncode == 0, out.stderr
+    run = tmp_path / "run"
+    out = autosim("optimize", "--scene", "placement", "--task", "detection", "--val", str(val),
+                  "--budget-images", "8", "--k", "4", "--epochs", "1", "--batch-size", "4",
+                  "--out", str(run), "--threads", "1", "--no-progress")
+    assert out.returncode == 0, out.stderr
+    assert "mAP50:" in out.stdout
+    records = _metrics(run)
+    assert len(records) == 2 and all(np.isfinite(r["psi"]).all() for r in records)
+    assert (run / "placement_distribution.png").read_bytes()[:4] == b"\x89PNG"
+    bad = autosim("optimize", "--scene", "placement", "--task", "segmentation", "--val",
+                  str(val), "--budget-images", "8", "--out", str(tmp_path / "r2"))
+    assert bad.returncode == 2 and "trains a detection model" in bad.stderr
