@@ -6,6 +6,7 @@ import dataclasses
 
 import numpy as np
 
+from optimizer.simulators.toy import ToySimulator
 from protocol.space import ParameterSpace
 
 FAKE_SPACE = {
@@ -56,3 +57,20 @@ class FakeBackend:
         instances = (mask > 0).astype(np.uint16)
         boxes = np.array([[x0, y0, x0 + 4, y0 + 4]], np.float32)
         return FakeResult(image, mask, instances, boxes, np.array([cls], np.int32))
+
+
+class PoisonedToy(ToySimulator):
+    """Renders NaN points on chosen calls, as a broken renderer might."""
+
+    def __init__(self, poison_calls):
+        super().__init__()
+        self.calls = 0
+        self.poison_calls = set(poison_calls)
+
+    def render(self, latents):
+        x, y = super().render(latents)
+        self.calls += 1
+        if self.calls in self.poison_calls:
+            x = x.copy()
+            x[0] = np.nan
+        return x, y

@@ -11,6 +11,7 @@ import torch
 from optimizer.algorithms import Context, get
 from optimizer.simulators.toy import ToySimulator, sample_real
 from optimizer.tasks.classifier import ClassifierTask
+from tests.fakes import PoisonedToy
 
 TOY = {"k": 64, "epochs": 2, "batch_size": 32, "lr_theta": 1e-2, "hessian": "all"}
 
@@ -55,23 +56,6 @@ def test_fixed_parameters_never_move():
         algo.step()
     assert algo.space.unpack_psi()["c0a"] == before
     assert algo.space.unpack_psi()["c1a"] != ToySimulator().space.unpack_psi()["c1a"]
-
-
-class PoisonedToy(ToySimulator):
-    """Renders NaN points on chosen calls, as a broken renderer might."""
-
-    def __init__(self, poison_calls):
-        super().__init__()
-        self.calls = 0
-        self.poison_calls = set(poison_calls)
-
-    def render(self, latents):
-        x, y = super().render(latents)
-        self.calls += 1
-        if self.calls in self.poison_calls:
-            x = x.copy()
-            x[0] = np.nan
-        return x, y
 
 
 def test_nan_never_reaches_theta_or_psi():

@@ -17,6 +17,7 @@ from optimizer.algorithms.reinforce import Reinforce
 from optimizer.simulators.toy import COMPONENTS, ToySimulator, sample_real
 from optimizer.tasks.classifier import ClassifierTask
 from protocol.space import LOG_STD_RANGE
+from tests.fakes import PoisonedToy
 
 TOY = {"m": 64, "epochs": 5, "batch_size": 32, "lr_theta": 1e-2}
 
@@ -186,23 +187,6 @@ def test_reinforce_leaves_a_failed_evaluation_out():
     assert record["failed"] == 3 and math.isnan(record["val_metric"])
     np.testing.assert_array_equal(algo.psi, psi)
     assert algo.baseline == pytest.approx(0.6)
-
-
-class PoisonedToy(ToySimulator):
-    """Renders NaN points on chosen calls, as a broken renderer might."""
-
-    def __init__(self, poison_calls):
-        super().__init__()
-        self.calls = 0
-        self.poison_calls = set(poison_calls)
-
-    def render(self, latents):
-        x, y = super().render(latents)
-        self.calls += 1
-        if self.calls in self.poison_calls:
-            x = x.copy()
-            x[0] = np.nan
-        return x, y
 
 
 @pytest.mark.parametrize("retain", [False, True])

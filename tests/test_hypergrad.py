@@ -16,14 +16,7 @@ from optimizer.hypergrad import (
 from optimizer.linalg import flat_grad
 from protocol.space import ParameterSpace
 
-
-@pytest.fixture(autouse=True)
-def _float64():
-    """Exact comparisons need double precision; restore the default for other modules."""
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
+pytestmark = pytest.mark.usefixtures("float64")
 LAM = 0.3
 
 

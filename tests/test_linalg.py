@@ -5,14 +5,7 @@ import torch
 
 from optimizer.linalg import conjugate_gradient, flatten, hvp_operator, unflatten
 
-
-@pytest.fixture(autouse=True)
-def _float64():
-    """Exact comparisons need double precision; restore the default for other modules."""
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
+pytestmark = pytest.mark.usefixtures("float64")
 
 
 def _spd(n, seed, cond=50.0):
