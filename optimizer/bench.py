@@ -46,14 +46,19 @@ def resolve_method(name: str) -> tuple[str, dict[str, Any]]:
 EVAL = {"toy": {"val_n": 500, "test_n": 2000, "train_n": 1024, "epochs": 30, "batch_size": 64,
                 "lr_theta": 1e-2},
         "clevr": {"val_n": 48, "test_n": 96, "train_n": 256, "epochs": 15, "batch_size": 16,
-                  "lr_theta": 3e-3}}
+                  "lr_theta": 3e-3},
+        "placement": {"val_n": 48, "test_n": 96, "train_n": 256, "epochs": 15, "batch_size": 16,
+                      "lr_theta": 1e-3}}
 
 
 @contextlib.contextmanager
 def bench_scene(scene: str, args: argparse.Namespace, device: torch.device,
                 out: Path) -> Iterator[dict[str, Any]]:
     """Simulator, task, validation and test data, shared by every method and seed."""
-    ev = EVAL[scene]
+    ev = dict(EVAL[scene])
+    for key in ("val_n", "test_n", "train_n", "epochs"):
+        if getattr(args, f"judge_{key}", None):
+            ev[key] = getattr(args, f"judge_{key}")
     if scene == "toy":
         from optimizer.optimize import TOY_TEST_SEED, TOY_VAL_SEED, single_thread_for_tiny_models
         from optimizer.simulators.toy import ToySimulator, sample_real
@@ -62,8 +67,8 @@ def bench_scene(scene: str, args: argparse.Namespace, device: torch.device,
         single_thread_for_tiny_models()
         task = ClassifierTask()
         sim = ToySimulator()
-        yield {"sim_factory": ToySimulator, "task": task, "render": lambda sim: sim.render,
-               "space": sim.space,
+        yield {"eval": ev, "sim_factory": ToySimulator, "task": task,
+               "render": lambda sim: sim.render, "space": sim.space,
                "val": task.to_data(sample_real(ev["val_n"], np.random.default_rng(TOY_VAL_SEED)),
                                    device),
                "test": task.to_data(sample_real(ev["test_n"],
@@ -71,17 +76,20 @@ def bench_scene(scene: str, args: argparse.Namespace, device: torch.device,
         return
     from optimizer.commands import open_simulator, render_dataset
     from optimizer.data import load_image_set
-    from optimizer.tasks.segmentation import SegmentationTask
+    from optimizer.optimize import make_task
+    from optimizer.yolo_data import load_yolo_folder
 
+    detection = scene == "placement"
     with open_simulator(args, scene) as sim:
         target = sim.space.preset("validation")
         sets = {}
         for name, seed in (("val", 10_000), ("test", 20_000)):
             folder = out / f"{name}-set"
             if not (folder / "images").is_dir():
-                render_dataset(sim, target, ev[f"{name}_n"], seed, args.size, folder)
-            sets[name] = load_image_set(folder)
-        task = SegmentationTask(len(sim.classes))
+                render_dataset(sim, target, ev[f"{name}_n"], seed, args.size, folder,
+                               masks=not detection)
+            sets[name] = load_yolo_folder(folder) if detection else load_image_set(folder)
+        task = make_task(scene, sim.classes, {"model": getattr(args, "model", None)}, sets["val"])
         size = args.size
 
         class Shared:
@@ -96,7 +104,7 @@ def bench_scene(scene: str, args: argparse.Namespace, device: torch.device,
             def render(self, latents):
                 return sim.render(latents, size, size)
 
-        yield {"sim_factory": Shared, "task": task, "render": lambda s: s.render,
+        yield {"eval": ev, "sim_factory": Shared, "task": task, "render": lambda s: s.render,
                "space": sim.space, "val": task.to_data(sets["val"], device),
                "test": task.to_data(sets["test"], device)}
 
@@ -104,7 +112,7 @@ def bench_scene(scene: str, args: argparse.Namespace, device: torch.device,
 def judge(psi: np.ndarray, setup: dict[str, Any], scene: str, device: torch.device,
           seed: int) -> float:
     """Test metric of a fresh model trained on data rendered from psi."""
-    ev = EVAL[scene]
+    ev = setup["eval"]
     space = setup["space"].with_psi(psi)
     sim = setup["sim_factory"]()
     latents = space.sample(ev["train_n"], np.random.default_rng(90_000 + seed))
@@ -223,7 +231,8 @@ def plot(runs: list[dict[str, Any]], methods: list[str], path: Path, metric: str
 
 # (budget images, seeds): the defaults, and the --quick ones.
 PRESETS = {"toy": {"full": (3200, 3), "quick": (1920, 3)},
-           "clevr": {"full": (1920, 3), "quick": (640, 2)}}
+           "clevr": {"full": (1920, 3), "quick": (640, 2)},
+           "placement": {"full": (1920, 3), "quick": (640, 2)}}
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

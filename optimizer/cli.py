@@ -91,7 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_method_options(opt)
 
     bench = sub.add_parser("bench", help="every method side by side on the same budget")
-    bench.add_argument("--scene", default="toy", help="toy or clevr")
+    bench.add_argument("--scene", default="toy", help="toy, clevr or placement")
+    bench.add_argument("--model", help="placement: the YOLO model yaml (default yolo11n.yaml)")
+    for key, what in (("val-n", "validation set size"), ("test-n", "test set size"),
+                      ("train-n", "images the judging model trains on"),
+                      ("epochs", "epochs of the judging model")):
+        bench.add_argument(f"--judge-{key}", type=int, help=f"evaluation protocol: {what}")
     bench.add_argument("--methods", default="autosimulate,approx_quadratic,linear,no_val,"
                        "reinforce,bayesopt,random", help="comma-separated method names")
     bench.add_argument("--seeds", type=int, help="seeds per method (default: see --quick)")

@@ -224,3 +224,16 @@ def test_placement_detection_run_writes_the_54_config_plot(tmp_path):
     bad = autosim("optimize", "--scene", "placement", "--task", "segmentation", "--val",
                   str(val), "--budget-images", "8", "--out", str(tmp_path / "r2"))
     assert bad.returncode == 2 and "trains a detection model" in bad.stderr
+
+
+@pytest.mark.blender
+def test_bench_placement_small(tmp_path):
+    out = autosim("bench", "--scene", "placement", "--methods", "autosimulate,random",
+                  "--seeds", "1", "--budget-images", "32", "--judge-val-n", "4",
+                  "--judge-test-n", "4", "--judge-train-n", "8", "--judge-epochs", "1",
+                  "--threads", "1", "--out", str(tmp_path / "b"))
+    assert out.returncode == 0, out.stderr
+    data = json.loads((tmp_path / "b" / "bench.json").read_text())
+    assert {r["method"] for r in data["runs"]} == {"autosimulate", "random"}
+    assert "mAP50" in (tmp_path / "b" / "bench.md").read_text()
+    assert (tmp_path / "b" / "test-set" / "labels").is_dir()
