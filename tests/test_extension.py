@@ -165,7 +165,8 @@ def test_legacy_install_unpacks_its_pyzmq_wheel(zips, tmp_path):
 _INSTALL = r"""
 import json, os, sys
 sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in repr(f).lower()]
-sys.path[:] = [p for p in sys.path if p and not p.startswith(os.environ["AUTOSIM_REPO"])]
+repo = os.environ["AUTOSIM_REPO"]  # drop the checkout, keep a venv that lives inside it
+sys.path[:] = [p for p in sys.path if p and not (p.startswith(repo) and "site-packages" not in p)]
 import bpy
 zip_path = sys.argv[1]
 out = {}
