@@ -44,11 +44,6 @@ def _log(msg: str) -> None:
     print(f"[autosim] {msg}", file=sys.stderr, flush=True)
 
 
-def _jsonable(named: dict) -> dict:
-    return json.loads(json.dumps(named, default=lambda v: v.tolist() if hasattr(v, "tolist")
-                                 else str(v)))
-
-
 # ------------------------------------------------------------------------------ scene
 
 
@@ -118,7 +113,7 @@ def apply_sample(scene, seed: int):
     handle = _require_handle(scene)
     _, named = sample_latent(P.current_space(scene.autosim), seed)
     placed = load(handle.name).apply(handle, named)
-    scene.autosim.last_sample = json.dumps(_jsonable(named))
+    scene.autosim.last_sample = json.dumps(named)
     return named, placed
 
 
@@ -204,7 +199,7 @@ def generate_dataset(scene, folder: str, n: int, size: int, seed: int, progress=
             writer.add(res.image, res.mask, res.boxes, res.classes, {
                 "item_id": f"blender-{seed}-{i}", "seed": int(seed), "index": i,
                 "generation": settings.server_generation, "scene": handle.name,
-                "latent": row.tolist(), "latent_named": _jsonable(named)})
+                "latent": row.tolist(), "latent_named": named})
             if progress is not None:
                 progress(i + 1)
     return str(writer.root)

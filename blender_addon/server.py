@@ -271,7 +271,7 @@ class RenderServer:
                 "seed": seed,
                 "generation": self.state.generation,
                 "latent": row.tolist(),
-                "latent_named": _jsonable(named),
+                "latent_named": named,  # unpack_latent gives JSON-native values
                 "render_s": float(result.render_s),
                 "extract_s": float(getattr(result, "extract_s", 0.0)),
                 "width": width,
@@ -293,17 +293,6 @@ def _int_in(fields: dict, key: str, default: int, low: int, high: int) -> int:
         raise RequestError("bad_value",
                            f"{key}: must be an integer in [{low}, {high}], got {value!r}")
     return value
-
-
-def _jsonable(named: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in named.items():
-        if isinstance(value, np.ndarray):
-            value = value.tolist()
-        elif isinstance(value, np.generic):
-            value = value.item()
-        out[key] = value
-    return out
 
 
 def _split_envelope(raw: list[bytes]) -> tuple[list[bytes] | None, list[bytes]]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -67,21 +66,13 @@ def render_dataset(sim: RemoteSimulator, space: ParameterSpace, n: int, seed: in
                 writer.add(batch.images[k], batch.masks[k], batch.boxes[k], batch.classes[k], {
                     "item_id": batch.item_ids[k], "seed": seed, "index": start + k,
                     "latent": batch.latents[k].tolist(),
-                    "latent_named": _named(space, batch.latents[k]),
+                    "latent_named": space.unpack_latent(batch.latents[k]),
                 })
                 class_pixels += np.bincount(batch.masks[k].ravel(),
                                             minlength=len(sim.classes))[: len(sim.classes)]
     wall = time.perf_counter() - started
     return {"n": n, "wall_s": wall, "render_s": render_s, "images_per_s": n / max(wall, 1e-9),
             "class_fraction": (class_pixels / max(class_pixels.sum(), 1)).tolist()}
-
-
-def _named(space: ParameterSpace, row: np.ndarray) -> dict:
-    return json.loads(json.dumps(space.unpack_latent(row), default=_tolist))
-
-
-def _tolist(value):
-    return value.tolist() if hasattr(value, "tolist") else str(value)
 
 
 def _target_space(sim: RemoteSimulator, params: str | None, preset: str | None) -> ParameterSpace:

@@ -443,3 +443,19 @@ def test_direct_construction_validates() -> None:
     p = NormalParam("x", mean=2.0, log_std=0.0)
     assert p.mean == (2.0,) and p.psi_size == 2 and p.latent_size == 1
     assert copy.deepcopy(p) == p
+
+
+def test_unpacked_latents_are_json_native():
+    """Servers and dataset writers put unpack_latent's dict straight into JSON."""
+    import json
+
+    space = ParameterSpace.from_dict({"format": "autosim.space", "version": 1, "params": [
+        {"name": "a", "kind": "normal", "mean": [0.0], "log_std": [0.0]},
+        {"name": "b", "kind": "normal", "mean": [0.0, 1.0], "log_std": [0.0, 0.0]},
+        {"name": "c", "kind": "categorical", "choices": ["x", "y"], "logits": [0.0, 0.0]},
+        {"name": "d", "kind": "bernoulli", "logit": 0.0}]})
+    for row in space.sample(20, np.random.default_rng(0)):
+        named = space.clip_latent(space.unpack_latent(row))
+        assert [type(named[k]) for k in "abcd"] == [float, list, str, bool]
+        assert all(type(v) is float for v in named["b"])
+        assert json.loads(json.dumps(named)) == named
