@@ -4,7 +4,10 @@ Renders a validation set from the clevr scene's shipped validation configuration
 AutoSimulate from the default psi on local bpy render servers and prints where psi and the
 validation mIoU started and ended. Object layout and colours are held fixed (the artist's
 "fixed" toggle): with a validation set this small they are barely identifiable, while lights,
-render quality, material and object count are what separates the two distributions.
+render quality, material and object count are what separates the two distributions. The demo uses
+Table 1's `linear` approximation: on this validation set it moved psi towards the validation
+configuration more reliably in 1,280 images than `quadratic` (7.14 -> 6.14 against 7.14 -> 6.33
+and 7.14 -> 7.28 in two quadratic runs), as it did on the toy.
 """
 
 from __future__ import annotations
@@ -40,7 +43,8 @@ def run_demo(args: argparse.Namespace) -> int:
     run_dir = out / "run"
     if (run_dir / CONFIG).exists():
         raise CliError(f"{run_dir} already holds a demo run: pass another --out")
-    print("autosim demo: AutoSimulate on the clevr scene (segmentation, UNet, mIoU)", flush=True)
+    print("autosim demo: AutoSimulate (linear approximation) on the clevr scene "
+          "(segmentation, UNet, mIoU)", flush=True)
     servers = LocalServers("clevr", args.local_servers, threads=args.threads) \
         if not args.server else None
     endpoints = servers.start() if servers else args.server
@@ -55,7 +59,7 @@ def run_demo(args: argparse.Namespace) -> int:
                   f"configuration ({summary['images_per_s']:.1f} images/s) -> {out / 'val'}",
                   flush=True)
             start_space = sim.space
-        options = {**SCENE_DEFAULTS["clevr"]["autosimulate"], "k": args.k}
+        options = {**SCENE_DEFAULTS["clevr"]["autosimulate"], "k": args.k, "approx": "linear"}
         config = {"scene": "clevr", "method": "autosimulate", "options": options,
                   "val": str((out / "val").resolve()), "seed": args.seed,
                   "budget_images": args.budget_images, "device": args.device,
