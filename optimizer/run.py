@@ -1,8 +1,9 @@
 """The optimisation loop around any method: budget, metrics.jsonl, checkpoints, resume, report.
 
-Order per iteration: step -> checkpoint (atomic rename) -> metrics line. A crash between the
-two loses nothing: on resume, metric lines past the checkpoint's iteration are dropped and the
-iteration is redone from the checkpointed state.
+Order per iteration: step -> metrics line -> checkpoint (atomic rename). An interruption
+between the two leaves a metrics line the checkpoint has not caught up with: on resume, lines
+from the checkpoint's iteration on are dropped and that iteration is redone, so the log never has
+a gap or a duplicate (the other order loses the line of a checkpointed iteration).
 """
 
 from __future__ import annotations
@@ -112,10 +113,10 @@ class Runner:
                     free = algo.space.free_mask
                     record["psi_target_distance"] = float(
                         np.linalg.norm((algo.psi - self.target.psi)[free]))
-                _atomic_save({"algorithm": algo.state_dict(), "wall_s": wall},
-                             self.out / CHECKPOINT)
                 with open(self.out / METRICS, "a", encoding="utf-8") as fh:
                     fh.write(json.dumps(_finite_json(record)) + "\n")
+                _atomic_save({"algorithm": algo.state_dict(), "wall_s": wall},
+                             self.out / CHECKPOINT)
                 records.append(record)
                 bar.update(algo.budget.images - before)
                 bar.set_postfix_str(f"it {record['iteration']} val {record['val_metric']:.3f} "
