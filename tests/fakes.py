@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import torch
 
 from optimizer.simulators.toy import ToySimulator
 from protocol.space import ParameterSpace
@@ -74,3 +75,19 @@ class PoisonedToy(ToySimulator):
             x = x.copy()
             x[0] = np.nan
         return x, y
+
+
+def toy_context(sim=None, seed: int = 0, val_n: int = 500):
+    """A Context over the toy simulator, on the CPU; also the list publish_fn appends to."""
+    from optimizer.algorithms import Context
+    from optimizer.simulators.toy import sample_real
+    from optimizer.tasks.classifier import ClassifierTask
+
+    sim = sim or ToySimulator()
+    task = ClassifierTask()
+    val = task.to_data(sample_real(val_n, np.random.default_rng(1)), torch.device("cpu"))
+    published: list = []
+    ctx = Context(space=sim.space, task=task, val=val, device=torch.device("cpu"),
+                  render_fn=sim.render, publish_fn=lambda p, m: published.append((p, m)),
+                  seed=seed)
+    return ctx, published

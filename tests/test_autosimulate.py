@@ -8,22 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from optimizer.algorithms import Context, get
-from optimizer.simulators.toy import ToySimulator, sample_real
-from optimizer.tasks.classifier import ClassifierTask
-from tests.fakes import PoisonedToy
+from optimizer.algorithms import get
+from optimizer.simulators.toy import ToySimulator
+from tests.fakes import PoisonedToy, toy_context
 
 TOY = {"k": 64, "epochs": 2, "batch_size": 32, "lr_theta": 1e-2, "hessian": "all"}
 
 
 def _algo(sim=None, seed=0, **options):
-    sim = sim or ToySimulator()
-    task = ClassifierTask()
-    val = task.to_data(sample_real(500, np.random.default_rng(1)), torch.device("cpu"))
-    published = []
-    ctx = Context(space=sim.space, task=task, val=val, device=torch.device("cpu"),
-                  render_fn=sim.render, publish_fn=lambda p, m: published.append((p, m)),
-                  seed=seed)
+    ctx, published = toy_context(sim, seed)
     return get("autosimulate")(ctx, **{**TOY, **options}), published
 
 

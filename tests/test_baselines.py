@@ -10,14 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from optimizer.algorithms import Context, get
+from optimizer.algorithms import get
 from optimizer.algorithms.blackbox import search_box
 from optimizer.algorithms.objective import Evaluation
 from optimizer.algorithms.reinforce import Reinforce
-from optimizer.simulators.toy import COMPONENTS, ToySimulator, sample_real
-from optimizer.tasks.classifier import ClassifierTask
+from optimizer.simulators.toy import COMPONENTS, ToySimulator
 from protocol.space import LOG_STD_RANGE
-from tests.fakes import PoisonedToy
+from tests.fakes import PoisonedToy, toy_context
 
 TOY = {"m": 64, "epochs": 5, "batch_size": 32, "lr_theta": 1e-2}
 
@@ -32,13 +31,7 @@ def _one_torch_thread():
 
 
 def _algo(name, sim=None, seed=0, **options):
-    sim = sim or ToySimulator()
-    task = ClassifierTask()
-    val = task.to_data(sample_real(200, np.random.default_rng(1)), torch.device("cpu"))
-    published = []
-    ctx = Context(space=sim.space, task=task, val=val, device=torch.device("cpu"),
-                  render_fn=sim.render, publish_fn=lambda p, m: published.append((p, m)),
-                  seed=seed)
+    ctx, published = toy_context(sim, seed, val_n=200)
     return get(name)(ctx, **{**TOY, **options}), published
 
 

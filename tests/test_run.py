@@ -5,18 +5,13 @@ import json
 import numpy as np
 import torch
 
-from optimizer.algorithms import Context, get
+from optimizer.algorithms import get
 from optimizer.run import CHECKPOINT, METRICS, Runner, read_metrics
-from optimizer.simulators.toy import ToySimulator, sample_real
-from optimizer.tasks.classifier import ClassifierTask
+from tests.fakes import toy_context
 
 
 def _runner(out, budget):
-    sim = ToySimulator()
-    task = ClassifierTask()
-    val = task.to_data(sample_real(200, np.random.default_rng(1)), torch.device("cpu"))
-    ctx = Context(space=sim.space, task=task, val=val, device=torch.device("cpu"),
-                  render_fn=sim.render, publish_fn=sim.set_psi, seed=0)
+    ctx, _ = toy_context(val_n=200)
     algo = get("autosimulate")(ctx, k=32, epochs=1, batch_size=16, hessian="all")
     return Runner(algo, out, budget, progress=False)
 
