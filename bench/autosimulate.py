@@ -22,6 +22,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,35 +43,53 @@ from optimizer.tasks.segmentation import SegmentationTask  # noqa: E402
 TARGET = 0.25
 
 
-def overhead_table(device: torch.device, iters: int, threads: int) -> list[dict]:
-    k = 16
-    with LocalServers("clevr", 1, threads=threads) as endpoints, \
+def replayed_overhead(scene: str, make_task, defaults: dict, variants: list[dict],
+                      device: torch.device, iters: int, threads: int,
+                      k: int = 16, size: int = 64) -> list[dict]:
+    """Per variant, median fine-tune s, hypergradient s and their ratio over iterations 3..,
+    on real renders made once and replayed, so rendering is in neither number. A variant is
+    a dict of autosimulate options plus optional task keys ("model", "freeze")."""
+    with LocalServers(scene, 1, threads=threads) as endpoints, \
             RemoteSimulator(endpoints) as sim:
         rng = np.random.default_rng(0)
-        val_batch = sim.render(sim.space.preset("validation").sample(48, rng), 64, 64)
-        batches = [sim.render(sim.space.sample(k, rng), 64, 64) for _ in range(iters)]
+        val_batch = sim.render(sim.space.preset("validation").sample(48, rng), size, size)
+        batches = [sim.render(sim.space.sample(k, rng), size, size) for _ in range(iters)]
         space = sim.space
-    task = SegmentationTask(4)
-    val = task.to_data(val_batch, device)
     rows = []
-    variants = [("quadratic", "head"), ("quadratic", "all"), ("approx_quadratic", "head"),
-                ("linear", "head"), ("no_val", "head")]
-    for approx, hessian in variants:
+    for variant in variants:
+        task_keys = {key: variant[key] for key in ("model", "freeze") if key in variant}
+        task = make_task(**task_keys)
+        val = task.to_data(val_batch, device)
         replay = iter(batches)
         ctx = Context(space=space, task=task, val=val, device=device,
                       render_fn=lambda _lat, it=replay: next(it), publish_fn=lambda p, m: None)
-        opts = {**SCENE_DEFAULTS["clevr"]["autosimulate"], "k": k, "approx": approx,
-                "hessian": hessian}
+        opts = {**defaults, "k": k,
+                **{key: v for key, v in variant.items() if key not in task_keys}}
         algo = get("autosimulate")(ctx, **opts)
-        records = [algo.step() for _ in range(iters)][2:]  # the first two warm up
+        records = []
+        for _ in range(iters):
+            started = time.perf_counter()
+            records.append({**algo.step(), "iteration_s": time.perf_counter() - started})
+        records = records[2:]  # the first two warm up
         rows.append({
-            "approx": approx, "hessian": hessian,
+            **variant,
+            "iteration_s": statistics.median(r["iteration_s"] for r in records),
             "fine_tune_s": statistics.median(r["fine_tune_s"] for r in records),
             "hyper_s": statistics.median(r["hyper_s"] for r in records),
             "ratio": statistics.median(r["overhead"] for r in records),
             "cg_iters": statistics.median(r.get("cg_iterations", 0) for r in records),
         })
     return rows
+
+
+def overhead_table(device: torch.device, iters: int, threads: int) -> list[dict]:
+    variants = [{"approx": "quadratic", "hessian": "head"},
+                {"approx": "quadratic", "hessian": "all"},
+                {"approx": "approx_quadratic", "hessian": "head"},
+                {"approx": "linear", "hessian": "head"}, {"approx": "no_val", "hessian": "head"}]
+    return replayed_overhead("clevr", lambda: SegmentationTask(4),
+                             SCENE_DEFAULTS["clevr"]["autosimulate"], variants, device, iters,
+                             threads)
 
 
 def _images_to_within(records: list[dict], end: float, tol: float = 0.01) -> int | None:

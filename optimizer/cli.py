@@ -86,13 +86,19 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--no-progress", dest="progress", action="store_false",
                      help="no progress bar (logs, CI)")
     opt.add_argument("--fix", action="append", default=[], metavar="GLOB",
-                     help="hold parameters matching this name pattern fixed (repeatable)")
+                     help="hold parameters matching this name pattern fixed (repeatable; default: "
+                     "the scene's own list, placement: object_set, cluster_*; 'none': nothing)")
     _servers_options(opt)
     add_method_options(opt)
 
     bench = sub.add_parser("bench", help="every method side by side on the same budget")
     bench.add_argument("--scene", default="toy", help="toy, clevr or placement")
     bench.add_argument("--model", help="placement: the YOLO model yaml (default yolo11n.yaml)")
+    bench.add_argument("--freeze", type=int, default=0,
+                       help="placement: freeze the model's first N layers")
+    bench.add_argument("--fix", action="append", default=[], metavar="GLOB",
+                       help="hold parameters matching this name pattern fixed for every method "
+                       "(repeatable; default: the scene's own list; 'none': nothing)")
     for key, what in (("val-n", "validation set size"), ("test-n", "test set size"),
                       ("train-n", "images the judging model trains on"),
                       ("epochs", "epochs of the judging model")):
@@ -101,10 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "reinforce,bayesopt,random", help="comma-separated method names")
     bench.add_argument("--seeds", type=int, help="seeds per method (default: see --quick)")
     bench.add_argument("--budget-images", type=int,
-                       help="images per run (default: toy 3200, clevr 1920)")
+                       help="images per run (default: toy 3200, clevr and placement 1920)")
     bench.add_argument("--quick", action="store_true",
                        help="small defaults: toy 1920 images x 3 seeds (< 5 min on 2 cores), "
-                            "clevr 640 images x 2 seeds (< 30 min)")
+                            "clevr and placement 640 images x 2 seeds")
     bench.add_argument("--size", type=int, default=64, help="image side for rendered scenes")
     bench.add_argument("--device", default="auto")
     bench.add_argument("--out", required=True)

@@ -89,6 +89,19 @@ def test_non_finite_hypergradient_is_skipped_and_damping_raised(monkeypatch):
     np.testing.assert_array_equal(algo.psi, psi)
 
 
+def test_warmup_trains_theta_but_holds_psi_then_lets_it_move():
+    algo, published = _algo(warmup=2)
+    psi0 = algo.psi.copy()
+    records = [algo.step() for _ in range(3)]
+    assert [r.get("warmup", False) for r in records] == [True, True, False]
+    assert "hypergrad_norm" not in records[0] and "hypergrad_norm" in records[2]
+    np.testing.assert_array_equal(published[1][0], psi0)  # psi published, unchanged
+    assert records[1]["train_loss"] < records[0]["train_loss"]  # theta did train
+    assert not np.allclose(algo.psi, psi0)
+    with pytest.raises(ValueError, match="warmup"):
+        _algo(warmup=-1)
+
+
 def test_bad_options_are_rejected():
     with pytest.raises(ValueError, match="no option"):
         _algo(learning_rate=1)

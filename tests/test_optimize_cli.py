@@ -214,12 +214,21 @@ def test_placement_detection_run_writes_the_54_config_plot(tmp_path):
     assert out.returncode == 0, out.stderr
     run = tmp_path / "run"
     out = autosim("optimize", "--scene", "placement", "--task", "detection", "--val", str(val),
-                  "--budget-images", "8", "--k", "4", "--epochs", "1", "--batch-size", "4",
-                  "--out", str(run), "--threads", "1", "--no-progress")
+                  "--budget-images", "12", "--k", "4", "--epochs", "1", "--batch-size", "4",
+                  "--warmup", "1", "--out", str(run), "--threads", "1", "--no-progress")
     assert out.returncode == 0, out.stderr
-    assert "mAP50:" in out.stdout
+    assert "mAP50:" in out.stdout and "config: P(the 5 choices" in out.stdout
     records = _metrics(run)
-    assert len(records) == 2 and all(np.isfinite(r["psi"]).all() for r in records)
+    assert len(records) == 3 and all(np.isfinite(r["psi"]).all() for r in records)
+    start = ParameterSpace.from_json((run / "final_space.json").read_text()).with_psi(
+        np.asarray(records[0]["psi"]))
+    end = ParameterSpace.from_json((run / "final_space.json").read_text())
+    config = start.psi_slices["config"]
+    assert records[0].get("warmup") and np.allclose(start.psi[config], 0.0)  # held in warm-up
+    assert not np.allclose(end.psi[config], 0.0)  # then the 54-way categorical moves
+    # the scene's default: everything but the 54-way categorical held fixed
+    assert end.free_mask[config].all() and end.free_mask.sum() == len(end.psi[config])
+    assert json.loads((run / "config.json").read_text())["fix"] == ["object_set", "cluster_*"]
     assert (run / "placement_distribution.png").read_bytes()[:4] == b"\x89PNG"
     bad = autosim("optimize", "--scene", "placement", "--task", "segmentation", "--val",
                   str(val), "--budget-images", "8", "--out", str(tmp_path / "r2"))
@@ -229,11 +238,13 @@ def test_placement_detection_run_writes_the_54_config_plot(tmp_path):
 @pytest.mark.blender
 def test_bench_placement_small(tmp_path):
     out = autosim("bench", "--scene", "placement", "--methods", "autosimulate,random",
-                  "--seeds", "1", "--budget-images", "32", "--judge-val-n", "4",
+                  "--seeds", "1", "--budget-images", "64", "--judge-val-n", "4",
                   "--judge-test-n", "4", "--judge-train-n", "8", "--judge-epochs", "1",
                   "--threads", "1", "--out", str(tmp_path / "b"))
     assert out.returncode == 0, out.stderr
     data = json.loads((tmp_path / "b" / "bench.json").read_text())
     assert {r["method"] for r in data["runs"]} == {"autosimulate", "random"}
+    for run in data["runs"]:  # random's one evaluation is 64 images: both use the budget
+        assert run["images"] == 64 and run["images_at_best"] <= 64
     assert "mAP50" in (tmp_path / "b" / "bench.md").read_text()
     assert (tmp_path / "b" / "test-set" / "labels").is_dir()

@@ -37,6 +37,10 @@ class AutoSimulate(Algorithm):
         "hessian_subsample": 0,  # 0 = all K samples in the Hessian
         "val_batch": 0,          # 0 = the whole validation set for g_val
         "baseline": "loo",
+        # Iterations that only fine-tune theta before psi moves. Eqs. 7-9 assume theta is near
+        # theta*(psi); a detector trained from scratch is far from it for its first few hundred
+        # steps (mAP 0), and hypergradients taken there are noise that psi would carry.
+        "warmup": 0,
     }
 
     def __init__(self, ctx: Context, **options: Any) -> None:
@@ -49,6 +53,8 @@ class AutoSimulate(Algorithm):
             raise ValueError(f"hessian must be 'head' or 'all', got {o['hessian']!r}")
         if int(o["k"]) < 2:
             raise ValueError(f"k must be at least 2, got {o['k']}")
+        if int(o["warmup"]) < 0:
+            raise ValueError(f"warmup must be >= 0, got {o['warmup']}")
         self.model = ctx.task.build_model(self.torch_gen).to(ctx.device)
         self.opt_theta = torch.optim.Adam(self.model.parameters(), lr=float(o["lr_theta"]))
         self.psi_t = torch.tensor(self.space.psi, dtype=torch.float64, device=ctx.device,
@@ -86,7 +92,10 @@ class AutoSimulate(Algorithm):
         t1 = time.perf_counter()
         record: dict[str, Any] = {"fine_tune_s": fine_tune_s, "train_loss": fitted.loss}
         skipped = "" if fitted.ok else "non-finite training loss; theta restored"
-        if not skipped:
+        warming_up = self.iteration < int(o["warmup"])
+        if warming_up and not skipped:
+            record["warmup"] = True
+        elif not skipped:
             result = self._hypergradient(data, latents)
             grad = result.grad
             if not torch.isfinite(grad).all() or (self.v is not None
@@ -100,7 +109,7 @@ class AutoSimulate(Algorithm):
                 record.update(cg_iterations=result.cg_iterations, cg_residual=result.cg_residual,
                               hypergrad_norm=float(grad.norm()))
         hyper_s = time.perf_counter() - t1
-        if skipped:
+        if skipped:  # a warm-up iteration is not a skip: psi stays by design
             warnings.warn(f"autosimulate step {self.iteration}: {skipped}", stacklevel=2)
         self.iteration += 1
         self.set_psi(self.psi_t.detach().cpu().numpy(), {"val_metric": val_metric})
