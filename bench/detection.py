@@ -64,8 +64,9 @@ def main() -> int:
         return DetectionTask(len(names), model=model, freeze=freeze, names=names)
 
     models = [m.strip() for m in args.models.split(",") if m.strip()]
-    rows = replayed_overhead("placement", make_task, SCENE_DEFAULTS["placement"]["autosimulate"],
-                             variants(models), device, args.iters, args.threads)
+    defaults = {**SCENE_DEFAULTS["placement"]["autosimulate"], "warmup": 0}  # time every step
+    rows = replayed_overhead("placement", make_task, defaults, variants(models), device,
+                             args.iters, args.threads)
     print(f"\nhypergradient overhead per iteration, placement defaults (K=16, epsilon=5, 64 px), "
           f"median of iterations 3..{args.iters}")
     print(f"{'model':14s} {'freeze':>6s} {'approx':17s} {'hessian':7s} {'fine-tune s':>11s} "
