@@ -292,7 +292,8 @@ def categorical_agreement(start: ParameterSpace, end: ParameterSpace,
             continue
         favoured = qt > 1.0 / len(qt) + 1e-9
         tv0, tv1 = 0.5 * np.abs(q0 - qt).sum(), 0.5 * np.abs(q1 - qt).sum()
-        lines.append(f"{p_start.name}: P(the {int(favoured.sum())} choices the validation "
+        n = int(favoured.sum())
+        lines.append(f"{p_start.name}: P(the {n} choice{'s' if n != 1 else ''} the validation "
                      f"configuration favours) {q0[favoured].sum():.3f} -> "
                      f"{q1[favoured].sum():.3f} (validation {qt[favoured].sum():.3f}); "
                      f"total variation to it {tv0:.3f} -> {tv1:.3f}")

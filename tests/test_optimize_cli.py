@@ -248,3 +248,20 @@ def test_bench_placement_small(tmp_path):
         assert run["images"] == 64 and run["images_at_best"] <= 64
     assert "mAP50" in (tmp_path / "b" / "bench.md").read_text()
     assert (tmp_path / "b" / "test-set" / "labels").is_dir()
+
+
+def test_categorical_agreement_reports_mass_on_favoured_choices_and_tv():
+    from optimizer.optimize import categorical_agreement
+
+    spec = {"format": "autosim.space", "version": 1, "name": "t", "params": [
+        {"name": "config", "kind": "categorical", "choices": ["a", "b", "c", "d"],
+         "logits": [0.0, 0.0, 0.0, 0.0]},
+        {"name": "same", "kind": "categorical", "choices": ["x", "y"], "logits": [0.0, 0.0]}]}
+    start = ParameterSpace.from_json(json.dumps(spec))
+    target = start.with_psi(np.array([np.log(7.0), 0, 0, 0, 0, 0]))  # p = .7 .1 .1 .1
+    end = start.with_psi(np.array([np.log(3.0), 0, 0, 0, 0, 0]))     # p = .5 1/6 1/6 1/6
+    (line,) = categorical_agreement(start, end, target)  # "same" equals the target: no line
+    assert line.startswith("config: P(the 1 choice the validation configuration favours)")
+    assert "0.250 -> 0.500 (validation 0.700)" in line
+    # TV: start 0.5*(0.45 + 3*0.15) = 0.45; end 0.5*(0.2 + 3*(1/6 - 0.1)) = 0.2
+    assert "total variation to it 0.450 -> 0.200" in line

@@ -69,7 +69,7 @@ def dense_targets(boxes: list[np.ndarray], classes: list[np.ndarray], max_boxes:
     rows (yolo_class = id - 1, x0, y0, x1, y1)."""
     out = torch.full((len(boxes), max_boxes, 5), -1.0)
     for k, (b, c) in enumerate(zip(boxes, classes)):
-        b = np.asarray(b, np.float32).reshape(-1, 4)
+        b = np.array(b, np.float32).reshape(-1, 4)  # a copy: torch wants a writable array
         c = np.asarray(c).reshape(-1)
         if len(b) != len(c):
             raise ValueError(f"sample {k}: {len(b)} boxes but {len(c)} class ids")
