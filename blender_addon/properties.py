@@ -18,8 +18,8 @@ Artist edits: changing a shown std sets log_std = log(std) (clamped to LOG_STD_R
 one choice's prob rescales the other choices to keep the sum at 1 and sets logits = log(p)
 (p floored at PROB_FLOOR so logits stay finite). Programmatic fills run inside `filling()`, and
 every update callback returns at once while filling, so a fill never recurses or re-derives.
-After a real artist edit the functions in EDIT_HOOKS are called with the Scene (operators.py
-uses it to push the edited distribution to a running render server).
+After a real artist edit the functions in EDIT_HOOKS are called with the Scene (live.push_edit,
+installed by operators.py, pushes the edited distribution to a running render server).
 """
 
 import contextlib

@@ -3,7 +3,7 @@
 import bpy
 from bpy.types import Panel
 
-from . import operators
+from . import live, operators
 
 
 class _AutosimPanel:
@@ -91,7 +91,7 @@ class AUTOSIM_PT_server(_AutosimPanel, Panel):
     def draw(self, context):
         s = context.scene.autosim
         layout = self.layout
-        srv = operators.running_server()
+        srv = live.running_server()
         running = srv is not None and s.server_running
         layout.prop(s, "address")
         if running:
