@@ -203,11 +203,14 @@ def _oiio():
         try:
             import OpenImageIO as oiio  # noqa: N813
         except ImportError:
-            site = os.path.join(bpy.utils.resource_path("LOCAL"), "python", "lib",
-                                f"python{sys.version_info[0]}.{sys.version_info[1]}",
-                                "site-packages")
-            if site not in sys.path:
-                sys.path.append(site)
+            # The bpy wheel's own copy; and Debian's, which a system Blender misses when an
+            # activated venv on PATH makes its embedded Python take that venv's prefix.
+            version = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+            for site in (os.path.join(bpy.utils.resource_path("LOCAL"), "python", "lib",
+                                      version, "site-packages"),
+                         "/usr/lib/python3/dist-packages", f"/usr/lib/{version}/dist-packages"):
+                if os.path.isdir(site) and site not in sys.path:
+                    sys.path.append(site)
             import OpenImageIO as oiio  # noqa: N813
         oiio.attribute("threads", 1)
         _OIIO = oiio

@@ -25,6 +25,7 @@ import zmq
 
 from blender_addon.scenes import classes as scene_classes
 from protocol import wire
+from tests.system_blender import system_blender_env
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVE = ROOT / "blender_addon" / "serve.py"
@@ -51,7 +52,7 @@ def blender_server(scene: str):
     The process is killed on the way out, whatever happened."""
     exe = _blender()
     tmp = Path(tempfile.mkdtemp(prefix="autosim-blender-bin-"))
-    env = dict(os.environ, BLENDER_USER_RESOURCES=str(tmp / "user"))
+    env = system_blender_env(tmp / "user")
     log_path = tmp / "stderr.log"
     cmd = [exe, "-b", "--factory-startup", "-P", str(SERVE), "--",
            "--scene", scene, "--bind", "tcp://127.0.0.1:*", "--threads", "2"]

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from blender_addon import build_extension as bx
+from tests.system_blender import system_blender_env
 
 ROOT = Path(__file__).resolve().parents[1]
 WHEEL_DIRS = ("/opt/pypi/files", "/opt/wheels", os.path.expanduser("~/.cache/pip"))
@@ -256,7 +257,7 @@ def test_legacy_zip_in_system_blender(zips, tmp_path):
         pytest.skip("no blender executable on PATH")
     script = tmp_path / "legacy.py"
     script.write_text(_LEGACY)
-    env = {**os.environ, "BLENDER_USER_RESOURCES": str(tmp_path / "user")}
+    env = system_blender_env(tmp_path / "user")
     proc = subprocess.run([blender, "-b", "--factory-startup", "--python-exit-code", "1",
                            "-P", str(script), "--", str(zips[2])], capture_output=True,
                           text=True, cwd=tmp_path, env=env, timeout=120)
@@ -383,7 +384,7 @@ def test_gui_timer_serves_and_panel_follows_live(zips, tmp_path):
     if blender is None or xvfb is None:
         pytest.skip("needs a blender executable and xvfb-run")
     start = tmp_path / "start.blend"
-    env = {**os.environ, "BLENDER_USER_RESOURCES": str(tmp_path / "user")}
+    env = system_blender_env(tmp_path / "user")
     subprocess.run([blender, "-b", "--factory-startup", "--python-expr",
                     f"import bpy; bpy.ops.wm.save_as_mainfile(filepath={str(start)!r})"],
                    check=True, capture_output=True, env=env, timeout=60)  # a file: no splash
