@@ -265,3 +265,15 @@ def test_categorical_agreement_reports_mass_on_favoured_choices_and_tv():
     assert "0.250 -> 0.500 (validation 0.700)" in line
     # TV: start 0.5*(0.45 + 3*0.15) = 0.45; end 0.5*(0.2 + 3*(1/6 - 0.1)) = 0.2
     assert "total variation to it 0.450 -> 0.200" in line
+
+
+def test_scene_default_fix_and_fix_none():
+    from optimizer.optimize import fix_parameters, scene_fix
+
+    space = ParameterSpace.from_json(
+        (Path(__file__).parents[1] / "blender_addon/scenes/placement.json").read_text())
+    assert scene_fix("placement", []) == ["object_set", "cluster_*"]
+    assert scene_fix("placement", ["none"]) == ["none"] and scene_fix("clevr", []) == []
+    fixed = fix_parameters(space, scene_fix("placement", []))
+    assert [p.name for p in fixed.params if not p.fixed] == ["config"]
+    assert fix_parameters(space, ["none"]).free_mask.all()
