@@ -7,7 +7,8 @@ bytes, each referenced exactly once from the JSON tree by ``{"$nd": i, "dtype": 
 No pickle, no eval: nothing received is ever executed. See docs/protocol.md.
 
 ``decode`` is total: for any input it returns a ``Message`` or raises a ``ProtocolError``
-subclass whose ``code`` goes straight into an error reply.
+subclass whose ``code`` goes straight into an error reply. The error classes live in errors.py
+and the per-request-type field checks in schema.py; both are re-exported here.
 """
 
 from __future__ import annotations
@@ -21,83 +22,38 @@ from typing import Any
 
 import numpy as np
 
+from protocol.errors import (  # noqa: F401  (re-exported: the public API lives here)
+    _DTYPE_NAMES,
+    _INT64_MAX,
+    DTYPES,
+    ERROR_CODES,
+    BadValueError,
+    FieldTypeError,
+    FrameError,
+    MissingFieldError,
+    NotJSONError,
+    ProtocolError,
+    TooLargeError,
+    UnknownTypeError,
+    VersionError,
+    _clip,
+    _json_type,
+    _short,
+)
+from protocol.schema import (  # noqa: F401  (re-exported: the public API lives here)
+    REQUEST_FIELDS,
+    REQUEST_TYPES,
+    REQUIRED_FIELDS,
+    RETURN_KINDS,
+    validate_request,
+)
+
 PROTOCOL_VERSION = 1
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
-REQUEST_TYPES = ("hello", "get_params", "set_params", "render", "shutdown")
-RETURN_KINDS = ("image", "mask", "instances", "boxes")
 MAX_DEPTH = 64  # JSON nesting limit below the envelope object
 MAX_NDIM = 32
 ENVELOPE_KEYS = ("v", "type", "id")
-_INT64_MAX = 2**63 - 1
 _PEEK_LIMIT = 64 * 1024  # frame 0 size up to which a too-large message still yields its id
-
-DTYPES: dict[str, np.dtype] = {
-    name: np.dtype(spec)
-    for name, spec in (
-        ("uint8", "<u1"), ("int8", "<i1"), ("uint16", "<u2"), ("int16", "<i2"),
-        ("int32", "<i4"), ("int64", "<i8"), ("float32", "<f4"), ("float64", "<f8"),
-        ("bool", "|b1"),
-    )
-}
-_DTYPE_NAMES = {(dt.kind, dt.itemsize): name for name, dt in DTYPES.items()}
-
-ERROR_CODES: dict[str, str] = {
-    "bad_json": "frame 0 is not UTF-8, not JSON, not an object, or holds NaN/Infinity",
-    "bad_version": "the envelope's 'v' is not a protocol version the receiver speaks",
-    "missing_field": "a required field is absent",
-    "bad_type": "a field has the wrong JSON type",
-    "bad_frame": "array frames and $nd references do not match (index, dtype, shape, size)",
-    "too_large": "the message is larger than the receiver's byte limit",
-    "unknown_type": "the request type is not one of the request types",
-    "bad_value": "a field has the right type but a value out of range or inconsistent",
-    "stale_generation": "the request names a psi generation the server is no longer at",
-    "render_failed": "the renderer raised while rendering; the server keeps serving",
-    "busy": "the server cannot take the request now; retry later or elsewhere",
-    "internal": "an unexpected server error; the server keeps serving",
-}
-
-
-class ProtocolError(Exception):
-    """A message that cannot be accepted. ``code`` is machine readable (see ERROR_CODES)."""
-
-    code = "internal"
-
-    def __init__(self, message: str, request_id: str | None = None):
-        super().__init__(message)
-        self.message = message
-        self.request_id = request_id
-
-
-class NotJSONError(ProtocolError):
-    code = "bad_json"
-
-
-class VersionError(ProtocolError):
-    code = "bad_version"
-
-
-class MissingFieldError(ProtocolError):
-    code = "missing_field"
-
-
-class FieldTypeError(ProtocolError):
-    code = "bad_type"
-
-
-class FrameError(ProtocolError):
-    code = "bad_frame"
-
-
-class TooLargeError(ProtocolError):
-    code = "too_large"
-
-
-class UnknownTypeError(ProtocolError):
-    code = "unknown_type"
-
-
-class BadValueError(ProtocolError):
-    code = "bad_value"
 
 
 @dataclass
@@ -111,23 +67,6 @@ class Message:
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def _clip(text: str, limit: int = 200) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _short(value: Any, limit: int = 60) -> str:
-    return _clip(repr(value), limit)
-
-
-def _json_type(value: Any) -> str:
-    if isinstance(value, np.ndarray):
-        return f"binary array ({_DTYPE_NAMES.get((value.dtype.kind, value.dtype.itemsize))}" \
-               f" {list(value.shape)})"
-    names = {type(None): "null", bool: "boolean", int: "integer", float: "number",
-             str: "string", list: "array", dict: "object"}
-    return names.get(type(value), type(value).__name__)
 
 
 def _fmt_path(path: tuple) -> str:
@@ -418,140 +357,9 @@ def _decode(frames: Any, max_bytes: int, expect_request: bool) -> Message:
             listed = ", ".join(map(str, unused[:10])) + (", ..." if len(unused) > 10 else "")
             raise FrameError(f"frame(s) {listed} not referenced by any $nd in frame 0")
         if expect_request:
-            _validate_request(mtype, fields)
+            validate_request(mtype, fields)
     except ProtocolError as exc:
         if exc.request_id is None and isinstance(rid, str):
             exc.request_id = rid
         raise
     return Message(type=mtype, id=mid, fields=fields, v=version)
-
-
-# ----------------------------------------------------------------------------- requests
-
-
-def _check_int(name: str, value: Any, minimum: int | None = None) -> None:
-    if type(value) is not int:
-        raise FieldTypeError(f"field {name!r} must be an integer, got {_json_type(value)}")
-    if minimum is not None and value < minimum:
-        raise BadValueError(f"field {name!r} must be >= {minimum}, got {_short(value)}")
-    if not -_INT64_MAX - 1 <= value <= _INT64_MAX:
-        raise BadValueError(f"field {name!r} does not fit in a signed 64-bit integer")
-
-
-def _check_number(name: str, value: Any) -> None:
-    if type(value) not in (int, float):
-        raise FieldTypeError(f"{name} must be a number, got {_json_type(value)}")
-    try:
-        finite = math.isfinite(value)
-    except OverflowError:
-        finite = False
-    if not finite:
-        raise BadValueError(f"{name} is not a finite 64-bit float")
-
-
-def _check_float_array(name: str, value: np.ndarray, ndim: int) -> None:
-    if value.dtype.kind != "f" or value.ndim != ndim:
-        raise FieldTypeError(f"field {name!r} must be a {ndim}-D float32/float64 array, "
-                             f"got {_json_type(value)}")
-    if not np.isfinite(value).all():
-        raise BadValueError(f"field {name!r} holds NaN or infinite values")
-
-
-def _check_str(name: str, value: Any) -> None:
-    if type(value) is not str:
-        raise FieldTypeError(f"field {name!r} must be a string, got {_json_type(value)}")
-
-
-def _check_psi(name: str, value: Any) -> None:
-    if isinstance(value, np.ndarray):
-        return _check_float_array(name, value, 1)
-    if type(value) is not list:
-        raise FieldTypeError(f"field {name!r} must be an array of numbers, "
-                             f"got {_json_type(value)}")
-    for i, item in enumerate(value):
-        _check_number(f"{name}[{i}]", item)
-
-
-def _check_metrics(name: str, value: Any) -> None:
-    if type(value) is not dict:
-        raise FieldTypeError(f"field {name!r} must be an object of numbers, "
-                             f"got {_json_type(value)}")
-    for key, item in value.items():
-        _check_number(f"{name}[{key!r}]", item)
-
-
-def _check_latents(name: str, value: Any) -> None:
-    if isinstance(value, np.ndarray):
-        _check_float_array(name, value, 2)
-        rows = value.shape[0]
-    elif type(value) is list:
-        rows, width = len(value), None
-        for i, row in enumerate(value):
-            if type(row) is not list:
-                raise FieldTypeError(f"{name}[{i}] must be an array of numbers, "
-                                     f"got {_json_type(row)}")
-            if width is not None and len(row) != width:
-                raise BadValueError(f"{name}[{i}] has {len(row)} numbers, {name}[0] has {width}")
-            width = len(row)
-            for j, item in enumerate(row):
-                _check_number(f"{name}[{i}][{j}]", item)
-    else:
-        raise FieldTypeError(f"field {name!r} must be a 2-D float array or an array of arrays "
-                             f"of numbers, got {_json_type(value)}")
-    if rows < 1:
-        raise BadValueError(f"field {name!r} has no rows")
-
-
-def _check_return(name: str, value: Any) -> None:
-    if type(value) is not list:
-        raise FieldTypeError(f"field {name!r} must be an array of strings, "
-                             f"got {_json_type(value)}")
-    for i, item in enumerate(value):
-        _check_str(f"{name}[{i}]", item)
-        if item not in RETURN_KINDS:
-            raise BadValueError(f"{name}[{i}] is {_short(item)}; allowed: "
-                                f"{', '.join(RETURN_KINDS)}")
-
-
-def _nonneg(name: str, value: Any) -> None:
-    _check_int(name, value, 0)
-
-
-def _positive(name: str, value: Any) -> None:
-    _check_int(name, value, 1)
-
-
-# type -> {field: check}; unknown fields are ignored (forward compatibility)
-REQUEST_FIELDS: dict[str, dict[str, Any]] = {
-    "hello": {"client": _check_str},
-    "get_params": {},
-    "set_params": {"psi": _check_psi, "metrics": _check_metrics, "client": _check_str,
-                   "expected_generation": _check_int},
-    "render": {"n": _positive, "seed": _nonneg, "latents": _check_latents,
-               "width": _positive, "height": _positive, "return": _check_return,
-               "generation": _check_int},
-    "shutdown": {},
-}
-REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {"set_params": ("psi",)}
-
-
-def _validate_request(mtype: str, fields: dict) -> None:
-    if mtype not in REQUEST_FIELDS:
-        raise UnknownTypeError(f"unknown request type {_short(mtype)}; "
-                               f"known: {', '.join(REQUEST_TYPES)}")
-    for name in REQUIRED_FIELDS.get(mtype, ()):
-        if name not in fields:
-            raise MissingFieldError(f"{mtype} request is missing field {name!r}")
-    for name, check in REQUEST_FIELDS[mtype].items():
-        if name in fields:
-            check(name, fields[name])
-    if mtype == "render":
-        has_n, has_latents = "n" in fields, "latents" in fields
-        if has_n and has_latents:
-            raise BadValueError("render takes either 'n' (with 'seed') or 'latents', not both")
-        if not has_n and not has_latents:
-            raise MissingFieldError("render request needs 'n' and 'seed', or 'latents'")
-        if has_n and "seed" not in fields:
-            raise MissingFieldError("render request with 'n' is missing field 'seed'")
-        if has_latents and "seed" in fields:
-            raise BadValueError("render: 'seed' goes only with 'n'; latents are rendered as given")
