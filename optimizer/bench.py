@@ -110,7 +110,7 @@ def bench_scene(scene: str, args: argparse.Namespace, device: torch.device,
                 return sim.render(latents, size, size)
 
         yield {"eval": ev, "sim_factory": Shared, "task": task, "render": lambda s: s.render,
-               "space": space, "val": task.to_data(sets["val"], device),
+               "space": space, "target": target, "val": task.to_data(sets["val"], device),
                "test": task.to_data(sets["test"], device)}
 
 
@@ -147,10 +147,16 @@ def run_one(method: str, seed: int, setup: dict[str, Any], scene: str, budget: i
     records = read_metrics(run_dir)
     started = time.perf_counter()
     test = judge(algo.psi, setup, scene, device, seed)
+    agreement = []
+    if setup.get("target") is not None:
+        from optimizer.optimize import categorical_agreement
+
+        agreement = categorical_agreement(setup["space"], algo.space, setup["target"])
     scored = [r for r in records if r["val_metric"] is not None and np.isfinite(r["val_metric"])]
     best = max(scored, key=lambda r: r["val_metric"]) if scored else {}
     return {"method": method, "seed": seed, "records": records, "final_psi": algo.psi.tolist(),
-            "test_metric": test, "wall_s": records[-1]["wall_s"] if records else 0.0,
+            "test_metric": test, "agreement": agreement,
+            "wall_s": records[-1]["wall_s"] if records else 0.0,
             "images": records[-1]["images_rendered"] if records else 0,
             "best_val": best.get("val_metric", float("nan")),
             # Table 3's "Images" and "Time": spent when the best validation metric was reached
@@ -193,6 +199,10 @@ def summarise(runs: list[dict[str, Any]], methods: list[str]) -> dict[str, Any]:
             "test": _mean_std([r["test_metric"] for r in mine]),
             "images_to_target": _mean_std(reached) if reached else None,
             "reached": f"{len(reached)}/{len(mine)}",
+            # the first categorical the validation configuration sets apart (placement: the
+            # 54 configs): probability on the choices it favours, at the end
+            "favoured_mass": _mean_std([r["agreement"][0]["mass_end"] for r in mine
+                                        if r.get("agreement")]),
         })
     return {"target": target, "best_any": best_any, "rows": rows}
 
@@ -201,12 +211,14 @@ def markdown(summary: dict[str, Any], scene: str, metric: str, budget: int, seed
     def ms(pair, fmt):
         return f"{pair[0]:{fmt}} ± {pair[1]:{fmt}}"
 
+    agreement = any(np.isfinite(r["favoured_mass"][0]) for r in summary["rows"])
     lines = [f"Scene `{scene}`, budget {budget} images, {seeds} seed(s); metric {metric}; "
              f"target = 95% of the best validation {metric} any method reached "
              f"({summary['target']:.3f}).", "",
              f"| Method | Time (s) | Images | Best val. {metric} | Images at best | "
-             f"Time at best (s) | Test {metric} | Images to target |",
-             "|---|---|---|---|---|---|---|---|"]
+             f"Time at best (s) | Test {metric} | Images to target |"
+             + (" P(favoured) |" if agreement else ""),
+             "|---|---|---|---|---|---|---|---|" + ("---|" if agreement else "")]
     for r in summary["rows"]:
         if r["images_to_target"] is None:
             reach = f"not reached (0/{r['seeds']})"
@@ -214,7 +226,11 @@ def markdown(summary: dict[str, Any], scene: str, metric: str, budget: int, seed
             reach = f"{ms(r['images_to_target'], '.0f')} ({r['reached']})"
         lines.append(f"| {r['method']} | {ms(r['wall_s'], '.0f')} | {ms(r['images'], '.0f')} | "
                      f"{ms(r['best_val'], '.3f')} | {ms(r['images_at_best'], '.0f')} | "
-                     f"{ms(r['wall_s_at_best'], '.0f')} | {ms(r['test'], '.3f')} | {reach} |")
+                     f"{ms(r['wall_s_at_best'], '.0f')} | {ms(r['test'], '.3f')} | {reach} |"
+                     + (f" {ms(r['favoured_mass'], '.3f')} |" if agreement else ""))
+    if agreement:
+        lines += ["", "P(favoured): the final psi's probability on the choices the validation "
+                  "configuration favours (a uniform start puts favoured/choices there)."]
     return "\n".join(lines) + "\n"
 
 
@@ -243,6 +259,25 @@ def plot(runs: list[dict[str, Any]], methods: list[str], path: Path, metric: str
     plt.close(fig)
 
 
+def judge_references(setup: dict[str, Any], scene: str, device: torch.device,
+                     seeds: int) -> dict[str, list[float]]:
+    """The judge's own range on this scene: the start psi (no optimisation) and, when the
+    scene ships one, the validation configuration itself (what a method could at best
+    recover), each judged exactly as a method's final psi is, seed by seed."""
+    refs = {"start": [judge(setup["space"].psi, setup, scene, device, s) for s in range(seeds)]}
+    if setup.get("target") is not None:
+        refs["validation configuration"] = [judge(setup["target"].psi, setup, scene, device, s)
+                                            for s in range(seeds)]
+    return refs
+
+
+def references_markdown(refs: dict[str, list[float]], metric: str) -> str:
+    lines = ["", f"Judged the same way (test {metric}, per seed): "
+             + "; ".join(f"{name} psi {_mean_std(values)[0]:.3f} ± {_mean_std(values)[1]:.3f}"
+                         for name, values in refs.items()) + "."]
+    return "\n".join(lines) + "\n"
+
+
 # (budget images, seeds): the defaults, and the --quick ones.
 PRESETS = {"toy": {"full": (3200, 3), "quick": (1920, 3)},
            "clevr": {"full": (1920, 3), "quick": (640, 2)},
@@ -252,7 +287,7 @@ PRESETS = {"toy": {"full": (3200, 3), "quick": (1920, 3)},
 def cmd_bench(args: argparse.Namespace) -> int:
     from optimizer.optimize import method_options
 
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    methods = [m.strip() for m in args.methods.split(",") if m.strip() and m.strip() != "none"]
     for m in methods:
         resolve_method(m)
     if args.scene not in EVAL:
@@ -281,14 +316,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 print(f"  {method:16s} seed {seed}: best val {metric} {run['best_val']:.3f}, "
                       f"test {run['test_metric']:.3f}, {run['images']} images, "
                       f"{run['wall_s']:.0f} s", flush=True)
-    summary = summarise(runs, methods)
-    table = markdown(summary, args.scene, metric, args.budget_images, args.seeds)
+        references = judge_references(setup, args.scene, device, args.seeds)
+    summary = summarise(runs, methods) if runs else None
+    table = markdown(summary, args.scene, metric, args.budget_images, args.seeds) if runs else ""
+    table += references_markdown(references, metric)
     (out / "bench.md").write_text(table)
     (out / "bench.json").write_text(json.dumps(
         {"scene": args.scene, "budget_images": args.budget_images, "seeds": args.seeds,
-         "device": str(device), "summary": summary, "runs": runs}, indent=1))
-    plot(runs, methods, out / "bench.png", metric,
-         f"{args.scene}: budget {args.budget_images} images, {args.seeds} seed(s)")
+         "device": str(device), "summary": summary, "references": references, "runs": runs},
+        indent=1))
+    if runs:
+        plot(runs, methods, out / "bench.png", metric,
+             f"{args.scene}: budget {args.budget_images} images, {args.seeds} seed(s)")
     print()
     print(table)
     print(f"bench.json, bench.md, bench.png in {out}")

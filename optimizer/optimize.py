@@ -278,11 +278,11 @@ def cmd_optimize(args: argparse.Namespace) -> int:
 
 
 def categorical_agreement(start: ParameterSpace, end: ParameterSpace,
-                          target: ParameterSpace) -> list[str]:
+                          target: ParameterSpace) -> list[dict[str, Any]]:
     """Per optimised categorical that the target sets apart from the start: the probability
     on the choices the target favours (those above uniform) and the total-variation distance
-    to the target's probabilities, start -> end."""
-    lines = []
+    to the target's probabilities, at the start and the end."""
+    rows = []
     for p_start, p_end, p_target in zip(start.params, end.params, target.params):
         if p_start.kind != "categorical" or p_start.fixed:
             continue
@@ -291,12 +291,23 @@ def categorical_agreement(start: ParameterSpace, end: ParameterSpace,
         if np.allclose(q0, qt, atol=1e-6):
             continue
         favoured = qt > 1.0 / len(qt) + 1e-9
-        tv0, tv1 = 0.5 * np.abs(q0 - qt).sum(), 0.5 * np.abs(q1 - qt).sum()
-        n = int(favoured.sum())
-        lines.append(f"{p_start.name}: P(the {n} choice{'s' if n != 1 else ''} the validation "
-                     f"configuration favours) {q0[favoured].sum():.3f} -> "
-                     f"{q1[favoured].sum():.3f} (validation {qt[favoured].sum():.3f}); "
-                     f"total variation to it {tv0:.3f} -> {tv1:.3f}")
+        rows.append({"name": p_start.name, "favoured": int(favoured.sum()),
+                     "mass_start": float(q0[favoured].sum()),
+                     "mass_end": float(q1[favoured].sum()),
+                     "mass_target": float(qt[favoured].sum()),
+                     "tv_start": float(0.5 * np.abs(q0 - qt).sum()),
+                     "tv_end": float(0.5 * np.abs(q1 - qt).sum())})
+    return rows
+
+
+def agreement_lines(rows: list[dict[str, Any]]) -> list[str]:
+    lines = []
+    for r in rows:
+        n = r["favoured"]
+        lines.append(f"{r['name']}: P(the {n} choice{'s' if n != 1 else ''} the validation "
+                     f"configuration favours) {r['mass_start']:.3f} -> {r['mass_end']:.3f} "
+                     f"(validation {r['mass_target']:.3f}); total variation to it "
+                     f"{r['tv_start']:.3f} -> {r['tv_end']:.3f}")
     return lines
 
 
@@ -316,6 +327,7 @@ def print_summary(result: dict[str, Any], out: Path) -> None:
         d0 = np.linalg.norm((result["start"].psi - target.psi)[free])
         d1 = np.linalg.norm((result["end"].psi - target.psi)[free])
         print(f"distance of psi to the validation configuration: {d0:.2f} -> {d1:.2f}")
-        for line in categorical_agreement(result["start"], result["end"], target):
+        for line in agreement_lines(categorical_agreement(result["start"], result["end"],
+                                                          target)):
             print(line)
     print(f"report: {out / REPORT}")

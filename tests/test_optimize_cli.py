@@ -196,8 +196,9 @@ def test_bench_toy_writes_table_json_and_plot(tmp_path):
     assert out.returncode == 0, out.stderr
     table = (tmp_path / "b" / "bench.md").read_text()
     assert "| autosimulate |" in table and "| no_val |" in table
+    assert "Judged the same way (test accuracy, per seed): start psi" in table
     data = json.loads((tmp_path / "b" / "bench.json").read_text())
-    assert len(data["runs"]) == 4
+    assert len(data["runs"]) == 4 and len(data["references"]["start"]) == 2
     for run in data["runs"]:
         assert run["images"] == 640 and 0.0 <= run["test_metric"] <= 1.0
     assert (tmp_path / "b" / "bench.png").read_bytes()[:4] == b"\x89PNG"
@@ -246,12 +247,18 @@ def test_bench_placement_small(tmp_path):
     assert {r["method"] for r in data["runs"]} == {"autosimulate", "random"}
     for run in data["runs"]:  # random's one evaluation is 64 images: both use the budget
         assert run["images"] == 64 and run["images_at_best"] <= 64
+        (config,) = run["agreement"]  # the 54-way categorical, the only one optimised
+        assert config["name"] == "config" and config["favoured"] == 5
+        assert abs(config["mass_start"] - 5 / 54) < 1e-9 and config["mass_target"] > 0.8
+    assert set(data["references"]) == {"start", "validation configuration"}
+    table = (tmp_path / "b" / "bench.md").read_text()
+    assert "P(favoured)" in table and "validation configuration psi" in table
     assert "mAP50" in (tmp_path / "b" / "bench.md").read_text()
     assert (tmp_path / "b" / "test-set" / "labels").is_dir()
 
 
 def test_categorical_agreement_reports_mass_on_favoured_choices_and_tv():
-    from optimizer.optimize import categorical_agreement
+    from optimizer.optimize import agreement_lines, categorical_agreement
 
     spec = {"format": "autosim.space", "version": 1, "name": "t", "params": [
         {"name": "config", "kind": "categorical", "choices": ["a", "b", "c", "d"],
@@ -260,7 +267,7 @@ def test_categorical_agreement_reports_mass_on_favoured_choices_and_tv():
     start = ParameterSpace.from_json(json.dumps(spec))
     target = start.with_psi(np.array([np.log(7.0), 0, 0, 0, 0, 0]))  # p = .7 .1 .1 .1
     end = start.with_psi(np.array([np.log(3.0), 0, 0, 0, 0, 0]))     # p = .5 1/6 1/6 1/6
-    (line,) = categorical_agreement(start, end, target)  # "same" equals the target: no line
+    (line,) = agreement_lines(categorical_agreement(start, end, target))  # "same": no line
     assert line.startswith("config: P(the 1 choice the validation configuration favours)")
     assert "0.250 -> 0.500 (validation 0.700)" in line
     # TV: start 0.5*(0.45 + 3*0.15) = 0.45; end 0.5*(0.2 + 3*(1/6 - 0.1)) = 0.2
