@@ -25,7 +25,7 @@ from optimizer.algorithms.base import Context
 from optimizer.errors import CliError
 from optimizer.run import Runner, read_metrics, resolve_device
 from optimizer.tasks.base import TaskData
-from optimizer.training import fit
+from optimizer.training import train_fresh
 
 AUTOSIM_VARIANTS = {"autosimulate": "quadratic", "approx_quadratic": "approx_quadratic",
                     "linear": "linear", "no_val": "no_val"}
@@ -130,14 +130,9 @@ def judge(psi: np.ndarray, setup: dict[str, Any], scene: str, device: torch.devi
              for i in range(0, len(latents), 64)]
     data = TaskData.cat(parts)
     gen = torch.Generator().manual_seed(seed)
-    model = setup["task"].build_model(gen).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=ev["lr_theta"])
-    final = ev.get("lr_final", 1.0)
-    for epoch in range(ev["epochs"]):
-        for group in opt.param_groups:
-            group["lr"] = ev["lr_theta"] * (1.0 - (1.0 - final) * epoch / ev["epochs"])
-        fit(setup["task"], model, opt, data, epochs=1, batch_size=ev["batch_size"],
-            generator=gen)
+    model, _ = train_fresh(setup["task"], data, device=device, generator=gen,
+                           lr=ev["lr_theta"], epochs=ev["epochs"], batch_size=ev["batch_size"],
+                           lr_final=ev.get("lr_final", 1.0))
     model.eval()
     return setup["task"].metric(model, setup["test"])
 

@@ -45,3 +45,28 @@ def fit(task: Task, model: nn.Module, opt: torch.optim.Optimizer, data: TaskData
             total += float(loss.detach())
             steps += 1
     return FitResult(total / max(steps, 1), steps, True)
+
+
+def train_fresh(task: Task, data: TaskData, *, device: torch.device | str,
+                generator: torch.Generator, lr: float, epochs: int, batch_size: int,
+                lr_final: float = 1.0) -> tuple[nn.Module, FitResult]:
+    """A new task model (from `generator`) trained with Adam(lr) on `data`: what every
+    black-box evaluation and every bench judge does. lr_final < 1 decays the learning rate
+    linearly over the epochs to lr * lr_final (ultralytics' lrf); training stops at the first
+    epoch that hits a non-finite loss (theta restored to that epoch's start)."""
+    model = task.build_model(generator).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=float(lr))
+    if lr_final == 1.0:
+        return model, fit(task, model, opt, data, epochs=epochs, batch_size=batch_size,
+                          generator=generator)
+    losses, steps = [], 0
+    for epoch in range(epochs):
+        for group in opt.param_groups:
+            group["lr"] = float(lr) * (1.0 - (1.0 - lr_final) * epoch / epochs)
+        result = fit(task, model, opt, data, epochs=1, batch_size=batch_size,
+                     generator=generator)
+        if not result.ok:
+            return model, FitResult(float("nan"), steps + result.steps, False)
+        losses.append(result.loss * result.steps)
+        steps += result.steps
+    return model, FitResult(sum(losses) / max(steps, 1), steps, True)

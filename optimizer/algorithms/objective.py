@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from optimizer.algorithms.base import Algorithm, clamp_psi
-from optimizer.training import fit
+from optimizer.training import fit, train_fresh
 
 
 @dataclasses.dataclass
@@ -48,14 +48,15 @@ def evaluate(algo: Algorithm, psi: np.ndarray, *, m: int, epochs: int, batch_siz
     space = algo.space.with_psi(clamp_psi(algo.space, np.asarray(psi, dtype=np.float64)))
     latents = space.sample(int(m), algo.rng)
     data = algo.render(latents)
-    if model is None:
-        model = ctx.task.build_model(algo.torch_gen).to(ctx.device)
-        opt = torch.optim.Adam(model.parameters(), lr=float(lr_theta))
-    elif opt is None:
+    if model is not None and opt is None:
         raise ValueError("evaluate: a model to fine-tune needs its optimizer")
     t0 = time.perf_counter()
-    fitted = fit(ctx.task, model, opt, data, epochs=int(epochs), batch_size=int(batch_size),
-                 generator=algo.torch_gen)
+    if model is None:
+        model, fitted = train_fresh(ctx.task, data, device=ctx.device, generator=algo.torch_gen,
+                                    lr=lr_theta, epochs=int(epochs), batch_size=int(batch_size))
+    else:
+        fitted = fit(ctx.task, model, opt, data, epochs=int(epochs), batch_size=int(batch_size),
+                     generator=algo.torch_gen)
     train_s = time.perf_counter() - t0
     algo.budget.train_s += train_s
     algo.budget.evaluations += 1
