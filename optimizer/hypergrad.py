@@ -36,6 +36,7 @@ class HypergradResult:
     cg_iterations: int = 0
     cg_residual: float = 0.0
     seconds: float = 0.0
+    cg_negative_curvature: bool = False
 
 
 def directional_derivatives(per_sample_loss: torch.Tensor, params: Sequence[torch.Tensor],
@@ -94,7 +95,7 @@ def hypergradient(
     if val_loss is None:
         raise ValueError(f"approximation {approx!r} needs a validation loss")
     g_val = flat_grad(val_loss(), params).detach()
-    iters, residual = 0, 0.0
+    iters, residual, negative = 0, 0.0, False
     if approx == "linear":
         v = g_val
     else:
@@ -112,6 +113,8 @@ def hypergradient(
             sol = conjugate_gradient(matvec, g_val, x0=v0, damping=cg.damping,
                                      max_iter=cg.max_iter, rtol=cg.rtol)
             v, iters, residual = sol.x, sol.iterations, sol.residual_norm
+            negative = sol.negative_curvature
     d = directional_derivatives(losses, params, v)
     grad = -score_weighted(score, d, weights, baseline)
-    return HypergradResult(grad, v.detach(), d, iters, residual, time.perf_counter() - started)
+    return HypergradResult(grad, v.detach(), d, iters, residual, time.perf_counter() - started,
+                           negative)

@@ -53,6 +53,7 @@ class CGResult:
     iterations: int
     residual_norm: float
     converged: bool
+    negative_curvature: bool = False  # the solve ended on a direction of curvature <= 0
 
 
 def conjugate_gradient(matvec: Matvec, b: torch.Tensor, *, x0: torch.Tensor | None = None,
@@ -62,7 +63,11 @@ def conjugate_gradient(matvec: Matvec, b: torch.Tensor, *, x0: torch.Tensor | No
 
     Stops at ||r|| <= rtol ||b|| or after max_iter products. A direction of non-positive
     curvature (A not positive definite along it, despite damping) ends the solve with the
-    iterate so far rather than stepping to infinity.
+    iterate so far rather than stepping to infinity; if that happens on the very first
+    direction of a cold start, the iterate so far is 0 and x = b is returned instead (the
+    steepest-descent step of truncated Newton, Nocedal & Wright Alg. 7.1; for the hypergradient
+    it is Table 1's linear approximation). A full-network YOLO Hessian is often indefinite
+    along g_val: returning 0 there silently zeroed the hypergradient.
     """
     def op(v: torch.Tensor) -> torch.Tensor:
         return matvec(v) + damping * v if damping else matvec(v)
@@ -75,7 +80,7 @@ def conjugate_gradient(matvec: Matvec, b: torch.Tensor, *, x0: torch.Tensor | No
         return CGResult(torch.zeros_like(b), 0, 0.0, True)
     p = r.clone()
     rs = r @ r
-    iters = 0
+    iters, negative = 0, False
     for iters in range(1, max_iter + 1):  # noqa: B007
         if float(rs.sqrt()) <= rtol * b_norm:
             iters -= 1
@@ -84,6 +89,9 @@ def conjugate_gradient(matvec: Matvec, b: torch.Tensor, *, x0: torch.Tensor | No
         curvature = p @ ap
         if not torch.isfinite(curvature) or curvature <= 0:
             iters -= 1
+            negative = True
+            if iters == 0 and x0 is None:
+                x = b.clone()
             break
         alpha = rs / curvature
         x = x + alpha * p
@@ -92,4 +100,4 @@ def conjugate_gradient(matvec: Matvec, b: torch.Tensor, *, x0: torch.Tensor | No
         p = r + (rs_new / rs) * p
         rs = rs_new
     res = float(rs.sqrt())
-    return CGResult(x, iters, res, res <= rtol * b_norm)
+    return CGResult(x, iters, res, (not negative) and res <= rtol * b_norm, negative)

@@ -44,6 +44,19 @@ def test_cg_stops_on_negative_curvature():
     assert torch.isfinite(res.x).all() and not res.converged
 
 
+def test_cg_negative_curvature_on_the_first_direction_falls_back_to_b():
+    a = torch.diag(torch.tensor([-1.0, 2.0]))
+    cold = conjugate_gradient(lambda v: a @ v, torch.tensor([1.0, 0.0]), max_iter=10)
+    assert cold.negative_curvature and not cold.converged and cold.iterations == 0
+    torch.testing.assert_close(cold.x, torch.tensor([1.0, 0.0]))  # not 0: Table 1's linear
+    warm = conjugate_gradient(lambda v: a @ v, torch.tensor([1.0, 0.0]),
+                              x0=torch.tensor([0.5, 0.5]), max_iter=10)
+    assert warm.negative_curvature  # a warm start keeps its own iterate
+    ok = conjugate_gradient(lambda v: a @ v, torch.tensor([0.0, 1.0]), max_iter=10)
+    assert not ok.negative_curvature and ok.converged
+    torch.testing.assert_close(ok.x, torch.tensor([0.0, 0.5]))
+
+
 def test_cg_zero_rhs():
     res = conjugate_gradient(lambda v: v, torch.zeros(3))
     assert res.converged and res.x.abs().sum() == 0

@@ -107,6 +107,7 @@ class AutoSimulate(Algorithm):
                 self.v = result.v
                 self._psi_step(grad)
                 record.update(cg_iterations=result.cg_iterations, cg_residual=result.cg_residual,
+                              cg_negative_curvature=result.cg_negative_curvature,
                               hypergrad_norm=float(grad.norm()))
         hyper_s = time.perf_counter() - t1
         if skipped:  # a warm-up iteration is not a skip: psi stays by design
