@@ -78,6 +78,8 @@ def replayed_overhead(scene: str, make_task, defaults: dict, variants: list[dict
             "hyper_s": statistics.median(r["hyper_s"] for r in records),
             "ratio": statistics.median(r["overhead"] for r in records),
             "cg_iters": statistics.median(r.get("cg_iterations", 0) for r in records),
+            "negative_curvature": statistics.fmean(bool(r.get("cg_negative_curvature"))
+                                                   for r in records),
         })
     return rows
 

@@ -70,11 +70,12 @@ def main() -> int:
     print(f"\nhypergradient overhead per iteration, placement defaults (K=16, epsilon=5, 64 px), "
           f"median of iterations 3..{args.iters}")
     print(f"{'model':14s} {'freeze':>6s} {'approx':17s} {'hessian':7s} {'fine-tune s':>11s} "
-          f"{'hyper s':>8s} {'ratio':>6s} {'CG it':>5s} {'iteration s':>11s}")
+          f"{'hyper s':>8s} {'ratio':>6s} {'CG it':>5s} {'neg.curv.':>9s} {'iteration s':>11s}")
     for r in rows:
         print(f"{Path(r['model']).stem:14s} {r.get('freeze', 0):6d} {r['approx']:17s} "
               f"{r['hessian']:7s} {r['fine_tune_s']:11.3f} {r['hyper_s']:8.3f} "
-              f"{r['ratio']:6.2f} {r['cg_iters']:5.0f} {r['iteration_s']:11.3f}")
+              f"{r['ratio']:6.2f} {r['cg_iters']:5.0f} {r['negative_curvature']:9.0%} "
+              f"{r['iteration_s']:11.3f}")
     return 0
 
 
