@@ -63,11 +63,11 @@ def conjugate_gradient(matvec: Matvec, b: torch.Tensor, *, x0: torch.Tensor | No
 
     Stops at ||r|| <= rtol ||b|| or after max_iter products. A direction of non-positive
     curvature (A not positive definite along it, despite damping) ends the solve with the
-    iterate so far rather than stepping to infinity; if that happens on the very first
-    direction of a cold start, the iterate so far is 0 and x = b is returned instead (the
-    steepest-descent step of truncated Newton, Nocedal & Wright Alg. 7.1; for the hypergradient
-    it is Table 1's linear approximation). A full-network YOLO Hessian is often indefinite
-    along g_val: returning 0 there silently zeroed the hypergradient.
+    iterate so far rather than stepping to infinity. If that happens on the very first
+    direction of a cold (or all-zero) start, the iterate so far is 0, and x = b is returned
+    instead: the steepest-descent step of truncated Newton (Nocedal & Wright Alg. 7.1); for
+    the hypergradient it is Table 1's linear approximation. A full-network YOLO Hessian is
+    often indefinite along g_val: returning 0 there silently zeroed the hypergradient.
     """
     def op(v: torch.Tensor) -> torch.Tensor:
         return matvec(v) + damping * v if damping else matvec(v)
@@ -90,7 +90,7 @@ def conjugate_gradient(matvec: Matvec, b: torch.Tensor, *, x0: torch.Tensor | No
         if not torch.isfinite(curvature) or curvature <= 0:
             iters -= 1
             negative = True
-            if iters == 0 and x0 is None:
+            if iters == 0 and not bool(x.any()):  # a cold (or all-zero) start: no iterate
                 x = b.clone()
             break
         alpha = rs / curvature

@@ -52,6 +52,9 @@ def test_cg_negative_curvature_on_the_first_direction_falls_back_to_b():
     warm = conjugate_gradient(lambda v: a @ v, torch.tensor([1.0, 0.0]),
                               x0=torch.tensor([0.5, 0.5]), max_iter=10)
     assert warm.negative_curvature  # a warm start keeps its own iterate
+    torch.testing.assert_close(warm.x, torch.tensor([0.5, 0.5]))
+    zero = conjugate_gradient(lambda v: a @ v, torch.tensor([1.0, 0.0]), x0=torch.zeros(2))
+    torch.testing.assert_close(zero.x, torch.tensor([1.0, 0.0]))  # a zero start is a cold one
     ok = conjugate_gradient(lambda v: a @ v, torch.tensor([0.0, 1.0]), max_iter=10)
     assert not ok.negative_curvature and ok.converged
     torch.testing.assert_close(ok.x, torch.tensor([0.0, 0.5]))
