@@ -59,8 +59,10 @@ def test_toy_run_writes_everything_and_improves(tmp_path):
 
 def test_interrupted_run_resumes_without_gaps(tmp_path):
     run = tmp_path / "run"
+    # 40 epochs per iteration: ~7 s for the 100 iterations, so the interrupt lands mid-run
+    # (with the default 2 the whole run took ~1 s and CI once saw it finish first)
     proc = subprocess.Popen([*PY, "optimize", "--scene", "toy", "--budget-images", "6400",
-                             "--out", str(run), "--k", "64"],
+                             "--out", str(run), "--k", "64", "--epochs", "40"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _wait_lines(run, 3, proc)
     proc.send_signal(signal.SIGINT)
