@@ -59,11 +59,13 @@ def test_toy_run_writes_everything_and_improves(tmp_path):
 
 def test_interrupted_run_resumes_without_gaps(tmp_path):
     run = tmp_path / "run"
-    # 40 epochs per iteration: ~7 s for the 100 iterations, so the interrupt lands mid-run
-    # (with the default 2 the whole run took ~1 s and CI once saw it finish first)
+    # SIG_DFL in the child: a test run started in the background by a shell inherits SIGINT
+    # ignored, and Python then never raises KeyboardInterrupt (the run just finishes).
+    # 20 epochs per iteration: the run lasts a few seconds, so the interrupt lands mid-run.
     proc = subprocess.Popen([*PY, "optimize", "--scene", "toy", "--budget-images", "6400",
-                             "--out", str(run), "--k", "64", "--epochs", "40"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             "--out", str(run), "--k", "64", "--epochs", "20"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     _wait_lines(run, 3, proc)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
