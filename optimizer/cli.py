@@ -104,7 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
                       ("epochs", "epochs of the judging model")):
         bench.add_argument(f"--judge-{key}", type=int, help=f"evaluation protocol: {what}")
     bench.add_argument("--methods", default="autosimulate,approx_quadratic,linear,no_val,"
-                       "reinforce,bayesopt,random", help="comma-separated method names")
+                       "reinforce,bayesopt,random",
+                       help="comma-separated method names ('none': only judge the start psi "
+                       "and the validation configuration)")
     bench.add_argument("--seeds", type=int, help="seeds per method (default: see --quick)")
     bench.add_argument("--budget-images", type=int,
                        help="images per run (default: toy 3200, clevr and placement 1920)")

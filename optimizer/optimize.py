@@ -66,7 +66,7 @@ def add_method_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--hessian-subsample", type=int, help="samples in the Hessian (0 = all K)")
     g.add_argument("--val-batch", type=int, help="validation samples for g_val (0 = all)")
     g.add_argument("--warmup", type=int, help="autosimulate: iterations that fine-tune theta "
-                   "before psi moves (default 0)")
+                   "before psi moves (default 0; placement 15)")
     g.add_argument("--m", type=int, help="images per objective evaluation (baselines)")
     g.add_argument("--sigma2", type=float, help="REINFORCE policy variance (default 0.05)")
     g.add_argument("--lr-policy", type=float, help="REINFORCE policy learning rate")
