@@ -62,6 +62,7 @@ def bench_scene(scene: str, args: argparse.Namespace, device: torch.device,
     """Simulator, task, validation and test data, shared by every method and seed."""
     from optimizer.optimize import fix_parameters, scene_fix
 
+    fixed = scene_fix(scene, getattr(args, "fix", []))
     ev = dict(EVAL[scene])
     for key in ("val_n", "test_n", "train_n", "epochs"):
         if getattr(args, f"judge_{key}", None):
@@ -76,7 +77,7 @@ def bench_scene(scene: str, args: argparse.Namespace, device: torch.device,
         sim = ToySimulator()
         yield {"eval": ev, "sim_factory": ToySimulator, "task": task,
                "render": lambda sim: sim.render,
-               "space": fix_parameters(sim.space, scene_fix(scene, getattr(args, "fix", []))),
+               "space": fix_parameters(sim.space, fixed),
                "val": task.to_data(sample_real(ev["val_n"], np.random.default_rng(TOY_VAL_SEED)),
                                    device),
                "test": task.to_data(sample_real(ev["test_n"],
@@ -99,7 +100,7 @@ def bench_scene(scene: str, args: argparse.Namespace, device: torch.device,
             sets[name] = load_yolo_folder(folder) if detection else load_image_set(folder)
         task = make_task(scene, sim.classes, {"model": getattr(args, "model", None),
                                               "freeze": getattr(args, "freeze", 0)}, sets["val"])
-        space = fix_parameters(sim.space, scene_fix(scene, getattr(args, "fix", [])))
+        space = fix_parameters(sim.space, fixed)
         size = args.size
 
         class Shared:

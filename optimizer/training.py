@@ -19,14 +19,21 @@ class FitResult:
 
 
 def fit(task: Task, model: nn.Module, opt: torch.optim.Optimizer, data: TaskData, *,
-        epochs: int, batch_size: int, generator: torch.Generator) -> FitResult:
-    """epochs passes over `data` in shuffled minibatches; theta never takes a NaN."""
+        epochs: int, batch_size: int, generator: torch.Generator,
+        lr_final: float = 1.0) -> FitResult:
+    """epochs passes over `data` in shuffled minibatches; theta never takes a NaN.
+    lr_final < 1 decays each group's learning rate linearly over the epochs towards
+    lr * lr_final (ultralytics' lrf); 1 leaves the optimizer's rates alone."""
     saved_model = copy.deepcopy(model.state_dict())
     saved_opt = copy.deepcopy(opt.state_dict())
+    base_lrs = [group["lr"] for group in opt.param_groups]
     model.train()
     total, steps = 0.0, 0
     n = len(data)
-    for _ in range(epochs):
+    for epoch in range(epochs):
+        if lr_final != 1.0:
+            for group, lr in zip(opt.param_groups, base_lrs):
+                group["lr"] = lr * (1.0 - (1.0 - lr_final) * epoch / epochs)
         order = torch.randperm(n, generator=generator).to(data.inputs.device)
         for start in range(0, n, batch_size):
             idx = order[start:start + batch_size]
@@ -51,22 +58,8 @@ def train_fresh(task: Task, data: TaskData, *, device: torch.device | str,
                 generator: torch.Generator, lr: float, epochs: int, batch_size: int,
                 lr_final: float = 1.0) -> tuple[nn.Module, FitResult]:
     """A new task model (from `generator`) trained with Adam(lr) on `data`: what every
-    black-box evaluation and every bench judge does. lr_final < 1 decays the learning rate
-    linearly over the epochs to lr * lr_final (ultralytics' lrf); training stops at the first
-    epoch that hits a non-finite loss (theta restored to that epoch's start)."""
+    black-box evaluation and every bench judge does (lr_final: see fit)."""
     model = task.build_model(generator).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=float(lr))
-    if lr_final == 1.0:
-        return model, fit(task, model, opt, data, epochs=epochs, batch_size=batch_size,
-                          generator=generator)
-    losses, steps = [], 0
-    for epoch in range(epochs):
-        for group in opt.param_groups:
-            group["lr"] = float(lr) * (1.0 - (1.0 - lr_final) * epoch / epochs)
-        result = fit(task, model, opt, data, epochs=1, batch_size=batch_size,
-                     generator=generator)
-        if not result.ok:
-            return model, FitResult(float("nan"), steps + result.steps, False)
-        losses.append(result.loss * result.steps)
-        steps += result.steps
-    return model, FitResult(sum(losses) / max(steps, 1), steps, True)
+    return model, fit(task, model, opt, data, epochs=epochs, batch_size=batch_size,
+                      generator=generator, lr_final=lr_final)
