@@ -1,11 +1,22 @@
 import os
+import shutil
 import tempfile
 
 import pytest
 
 # Importing bpy writes ~/.config/blender/<ver>; keep tests (and the servers they start) off $HOME.
-os.environ.setdefault("BLENDER_USER_RESOURCES", tempfile.mkdtemp(prefix="autosim-blender-"))
-os.environ.setdefault("AUTOSIM_CACHE_DIR", tempfile.mkdtemp(prefix="autosim-cache-"))
+# A folder is made only for a variable that is not set, and removed when the session ends.
+_MADE: list[str] = []
+for _var, _prefix in (("BLENDER_USER_RESOURCES", "autosim-blender-"),
+                      ("AUTOSIM_CACHE_DIR", "autosim-cache-")):
+    if _var not in os.environ:
+        _MADE.append(tempfile.mkdtemp(prefix=_prefix))
+        os.environ[_var] = _MADE[-1]
+
+
+def pytest_unconfigure(config):
+    for path in _MADE:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

@@ -4,13 +4,11 @@ export."""
 
 import json
 import math
-import os
-import tempfile
 
 import numpy as np
 import pytest
 
-os.environ.setdefault("BLENDER_USER_RESOURCES", tempfile.mkdtemp(prefix="autosim-blender-"))
+# BLENDER_USER_RESOURCES: conftest.py has pointed it away from $HOME before this import
 bpy = pytest.importorskip("bpy")
 
 import blender_addon  # noqa: E402

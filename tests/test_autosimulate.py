@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F  # noqa: N812
 
 from optimizer.algorithms import get
 from optimizer.simulators.toy import ToySimulator
@@ -100,6 +101,96 @@ def test_warmup_trains_theta_but_holds_psi_then_lets_it_move():
     assert not np.allclose(algo.psi, psi0)
     with pytest.raises(ValueError, match="warmup"):
         _algo(warmup=-1)
+
+
+def _spy_hypergradient(monkeypatch):
+    """Wrap the hypergradient autosimulate calls; returns the list of (kwargs, result)."""
+    import optimizer.algorithms.autosimulate as mod
+
+    calls = []
+    real = mod.hypergradient
+
+    def spy(**kw):
+        result = real(**kw)
+        calls.append((kw, result))
+        return result
+
+    monkeypatch.setattr(mod, "hypergradient", spy)
+    return calls
+
+
+def _rows_of(part, whole):
+    """Index in `whole` of each row of `part` (every row must be found)."""
+    match = (part[:, None, :] == whole[None, :, :]).all(-1)
+    assert match.any(1).all(), "a row that is not in the data set"
+    return match.float().argmax(1)
+
+
+@pytest.mark.parametrize("hessian_subsample,val_batch", [(5, 40), (0, 0)])
+def test_hessian_subsample_and_val_batch_take_effect(monkeypatch, hessian_subsample, val_batch):
+    algo, _ = _algo(k=16, hessian_subsample=hessian_subsample, val_batch=val_batch)
+    rendered = []
+    real_render = algo.render
+    algo.render = lambda latents: rendered.append(real_render(latents)) or rendered[-1]
+    calls = _spy_hypergradient(monkeypatch)
+    algo.step()
+    (kw, _), = calls
+    data, val, model = rendered[0], algo.ctx.val, algo.model  # theta unchanged since the call
+    task = algo.ctx.task
+    seen = []
+    real_loss = task.loss
+    monkeypatch.setattr(task, "loss", lambda m, d: seen.append(d) or real_loss(m, d))
+
+    # validation gradient: a batch of val_batch distinct validation rows (else all of them)
+    with torch.no_grad():
+        got = kw["val_loss"]()
+    (vdata,) = seen
+    n_val = val_batch or len(val)
+    assert len(vdata) == n_val
+    rows = _rows_of(vdata.inputs, val.inputs)
+    assert len(set(rows.tolist())) == n_val
+    torch.testing.assert_close(vdata.targets, val.targets[rows])
+    with torch.no_grad():
+        want = F.cross_entropy(model(val.inputs[rows]), val.targets[rows])
+    torch.testing.assert_close(got, want)
+
+    # Hessian: the mean training loss of hessian_subsample of the K rendered samples
+    if not hessian_subsample:
+        assert kw["hessian_loss"] is None  # hypergradient's default: all K samples
+        return
+    assert kw["hessian_loss"] is not None
+    seen.clear()
+    with torch.no_grad():
+        got = kw["hessian_loss"]()
+    (hdata,) = seen
+    assert len(hdata) == hessian_subsample
+    rows = _rows_of(hdata.inputs, data.inputs)
+    assert len(set(rows.tolist())) == hessian_subsample
+    with torch.no_grad():
+        want = F.cross_entropy(model(data.inputs[rows]), data.targets[rows])
+    torch.testing.assert_close(got, want)
+
+
+def test_cg_is_warm_started_from_the_previous_v(monkeypatch):
+    calls = _spy_hypergradient(monkeypatch)
+    algo, _ = _algo(k=16, cg_iters=2)
+    for _ in range(3):
+        algo.step()
+    assert len(calls) == 3
+    assert calls[0][0]["v0"] is None                  # nothing to start from yet
+    for (kw, _), (_, previous) in zip(calls[1:], calls[:-1]):
+        assert kw["v0"] is not None and previous.v is not None
+        torch.testing.assert_close(kw["v0"], previous.v, rtol=0, atol=0)
+    # and the solver really starts there: CG's x0 is that v
+    import optimizer.hypergrad as hg
+
+    starts = []
+    real_cg = hg.conjugate_gradient
+    monkeypatch.setattr(hg, "conjugate_gradient",
+                        lambda *a, **kw: starts.append(kw.get("x0")) or real_cg(*a, **kw))
+    algo.step()
+    (x0,) = starts
+    torch.testing.assert_close(x0, calls[2][1].v, rtol=0, atol=0)
 
 
 def test_bad_options_are_rejected():

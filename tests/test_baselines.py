@@ -182,6 +182,30 @@ def test_reinforce_leaves_a_failed_evaluation_out():
     assert algo.baseline == pytest.approx(0.6)
 
 
+def test_reinforce_retain_keeps_the_best_model_not_the_last():
+    """Every psi_k fine-tunes the same start model; the one kept is the best-scoring's."""
+    algo, _ = _algo("reinforce", k=4, retain=True)
+    first = next(algo.model.parameters())
+    rewards = iter([0.2, 0.9, float("nan"), 0.5,    # step 1: the second is best, NaN skipped
+                    0.1, 0.3, 0.8, 0.6])            # step 2: the third
+    starts = []
+
+    def evaluate(psi):
+        starts.append(first.detach().clone())
+        with torch.no_grad():  # "training": leave a mark saying which evaluation this was
+            first.fill_(float(len(starts)))
+        return Evaluation(metric=next(rewards), train_loss=0.0, train_s=0.0)
+
+    algo.evaluate = evaluate
+    start = first.detach().clone()
+    algo.step()
+    assert all(torch.equal(s, start) for s in starts)        # each from the same start
+    assert torch.equal(first, torch.full_like(first, 2.0))   # evaluation 2 scored 0.9
+    algo.step()
+    assert all(torch.equal(s, torch.full_like(first, 2.0)) for s in starts[4:])
+    assert torch.equal(first, torch.full_like(first, 7.0))   # evaluation 7 scored 0.8
+
+
 @pytest.mark.parametrize("retain", [False, True])
 def test_reinforce_nan_render_never_reaches_psi(retain):
     algo, _ = _algo("reinforce", PoisonedToy({2}), k=3, m=16, retain=retain)

@@ -217,3 +217,18 @@ def test_leave_one_out_baseline_is_unbiased_and_reduces_variance():
     assert loo.var(0).sum() < 0.5 * plain.var(0).sum()
     with pytest.raises(ValueError, match="baseline"):
         score_weighted(score, values, None, "ema")
+
+
+def test_leave_one_out_baseline_by_hand():
+    """K = 3, values (1, 2, 4): the baselines are the means of the OTHER two, (3, 2.5, 1.5),
+    not the mean of all three (7/3), which would shrink the estimate by (K - 1) / K."""
+    score = torch.tensor([[1.0, 2.0], [0.0, -1.0], [-1.0, 3.0]])
+    values = torch.tensor([1.0, 2.0, 4.0])
+    # centred values (1 - 3, 2 - 2.5, 4 - 1.5) = (-2, -0.5, 2.5); weights 1/3:
+    # column 0: (1 * -2 + 0 * -0.5 + -1 * 2.5) / 3 = -1.5
+    # column 1: (2 * -2 + -1 * -0.5 + 3 * 2.5) / 3 = 4 / 3
+    got = score_weighted(score, values, None, "loo")
+    np.testing.assert_allclose(got.numpy(), [-1.5, 4.0 / 3.0], rtol=1e-12)
+    # no baseline: column 0 (1 - 4) / 3, column 1 (2 - 2 + 12) / 3
+    np.testing.assert_allclose(score_weighted(score, values, None, "none").numpy(),
+                               [-1.0, 4.0], rtol=1e-12)

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-os.environ.setdefault("BLENDER_USER_RESOURCES", tempfile.mkdtemp(prefix="autosim-blender-"))
+# BLENDER_USER_RESOURCES: conftest.py has pointed it away from $HOME before this import
 bpy = pytest.importorskip("bpy")
 
 from blender_addon import render  # noqa: E402

@@ -1,11 +1,14 @@
 """The run loop's bookkeeping: an interruption at any point leaves a resumable, gap-free log."""
 
 import json
+import math
 
 import numpy as np
+import pytest
 import torch
 
 from optimizer.algorithms import get
+from optimizer.algorithms.base import Algorithm
 from optimizer.run import CHECKPOINT, METRICS, Runner, read_metrics
 from tests.fakes import toy_context
 
@@ -46,3 +49,40 @@ def test_resumed_run_equals_an_uninterrupted_one(tmp_path):
     a, b = read_metrics(tmp_path / "a"), read_metrics(tmp_path / "b")
     np.testing.assert_allclose([r["psi"] for r in a], [r["psi"] for r in b])
     assert [r["val_metric"] for r in a] == [r["val_metric"] for r in b]
+
+
+class _NanMethod(Algorithm):
+    """One image a step; its records hold non-finite numbers, as a failed evaluation's do."""
+
+    name = "nan-test"
+    images_per_step = 1
+
+    def step(self):
+        self.render(self.space.sample(1, self.rng))
+        self.iteration += 1
+        return {"val_metric": float("nan"), "reward_mean": float("inf"),
+                "baseline": float("-inf"), "loss": 0.25, "failed": 1}
+
+
+def _strict(text):
+    def reject(name):
+        raise ValueError(f"{name} is not JSON")
+
+    return json.loads(text, parse_constant=reject)
+
+
+def test_non_finite_numbers_are_written_as_null(tmp_path):
+    ctx, _ = toy_context(val_n=10)
+    records = Runner(_NanMethod(ctx), tmp_path, 2, progress=False).run()
+    assert math.isnan(records[0]["val_metric"])  # the in-memory record keeps the NaN
+    lines = (tmp_path / METRICS).read_text().splitlines()
+    assert len(lines) == 2
+    for i, line in enumerate(lines):
+        assert "NaN" not in line and "Infinity" not in line
+        rec = _strict(line)
+        assert rec["iteration"] == i
+        assert rec["val_metric"] is None and rec["reward_mean"] is None
+        assert rec["baseline"] is None
+        assert rec["loss"] == 0.25 and rec["failed"] == 1
+    with pytest.raises(ValueError, match="NaN"):  # the strict parser does reject NaN
+        _strict('{"a": NaN}')

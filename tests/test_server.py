@@ -70,6 +70,27 @@ def test_render_explicit_latents_echoes_them(server):
     assert "image" not in items[0] and "mask" in items[0]
 
 
+def test_set_params_with_a_stale_expected_generation_is_rejected(server):
+    psi0 = server.state.space.psi
+    psi1, psi2 = psi0.copy(), psi0.copy()
+    psi1[0], psi2[0] = 2.0, 4.0
+    rep = ask(server, "set_params", {"psi": psi1.tolist(), "expected_generation": 0})
+    assert rep.type == "set_params" and rep.fields["generation"] == 1
+    # a second writer that still believes the server is at generation 0
+    rep = ask(server, "set_params", {"psi": psi2.tolist(), "expected_generation": 0}, id_="s2")
+    assert rep.type == "error" and rep.id == "s2"
+    assert rep.fields["code"] == "stale_generation"
+    assert "expected_generation 0" in rep.fields["message"]
+    assert server.state.generation == 1
+    assert ask(server, "get_params").fields["psi"][0] == 2.0  # psi2 was not applied
+    # ahead of the server is stale too; the current generation is accepted
+    rep = ask(server, "set_params", {"psi": psi2.tolist(), "expected_generation": 5})
+    assert rep.fields["code"] == "stale_generation" and server.state.generation == 1
+    rep = ask(server, "set_params", {"psi": psi2.tolist(), "expected_generation": 1})
+    assert rep.fields["generation"] == 2
+    assert ask(server, "get_params").fields["psi"][0] == 4.0
+
+
 BAD_REQUESTS = [
     ("render", {"n": 100, "seed": 0}, "bad_value", "n"),
     ("render", {"n": 1, "seed": 0, "width": 100000}, "bad_value", "width"),

@@ -16,6 +16,43 @@ def test_unet_has_eight_conv_layers_and_keeps_resolution():
     assert net.eval()(torch.rand(2, 3, 64, 48)).shape == (2, 4, 64, 48)
 
 
+def _sklearn_miou(pred, target, n_classes):
+    """Mean IoU over the non-background classes present in either, by sklearn."""
+    from sklearn.metrics import jaccard_score
+
+    labels = [c for c in range(1, n_classes) if (target == c).any() or (pred == c).any()]
+    if not labels:
+        return 0.0
+    return jaccard_score(target.ravel(), pred.ravel(), labels=labels, average="macro")
+
+
+def test_miou_by_hand():
+    target = torch.tensor([[[0, 1], [1, 2]], [[2, 2], [0, 0]]])
+    pred = torch.tensor([[[0, 1], [2, 2]], [[2, 1], [0, 1]]])
+    # pixels in reading order p0..p7; class 1: target {p1, p2}, pred {p1, p5, p7}: IoU 1/4;
+    # class 2: target {p3, p4, p5}, pred {p2, p3, p4}: IoU 2/4; background left out
+    assert miou_from_confusion(confusion(pred, target, 3)) == pytest.approx(0.375, abs=1e-12)
+
+
+def test_segmentation_metric_is_miou_over_the_whole_set_by_sklearn():
+    """metric() pools every image (one confusion, not a mean of per-image IoUs), in batches."""
+    task = SegmentationTask(4, eval_batch=2)
+    model = task.build_model(torch.Generator().manual_seed(0))
+    rng = np.random.default_rng(2)
+
+    class Rendered:
+        images = rng.integers(0, 255, (5, 16, 16, 3), dtype=np.uint8)
+        masks = rng.integers(0, 4, (5, 16, 16)).astype(np.uint8)
+
+    data = task.to_data(Rendered, torch.device("cpu"))
+    model.train()
+    got = task.metric(model, data)
+    assert model.training  # left as it was
+    with torch.no_grad():
+        pred = model.eval()(data.inputs).argmax(1).numpy()
+    assert got == pytest.approx(_sklearn_miou(pred, Rendered.masks, 4), abs=1e-12)
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_miou_matches_sklearn_jaccard_without_background(seed):
     from sklearn.metrics import jaccard_score
@@ -47,7 +84,7 @@ def test_segmentation_loss_is_per_sample_cross_entropy():
         ref = F.cross_entropy(logits[k:k + 1], data.targets[k:k + 1])
         assert per[k].item() == pytest.approx(ref.item(), rel=1e-5)
     assert task.metric(model, data) == pytest.approx(
-        miou_from_confusion(confusion(logits.argmax(1), data.targets, 4)))
+        _sklearn_miou(logits.argmax(1).numpy(), data.targets.numpy(), 4), abs=1e-12)
     assert [p.shape for p in task.head_parameters(model)] == [(4, 16, 1, 1), (4,)]
 
 

@@ -260,6 +260,33 @@ def test_decode_errors(frames, cls, texts, rid):
     assert err.request_id == rid
 
 
+# bytes per element, written out here rather than taken from the code under test
+ITEMSIZE = {"bool": 1, "uint8": 1, "int8": 1, "uint16": 2, "int16": 2, "int32": 4,
+            "int64": 8, "float32": 4, "float64": 8}
+
+
+@pytest.mark.parametrize("shape", [[], [0], [0, 3], [3, 0], [2, 0, 4], [1], [3], [2, 3],
+                                   [1, 1, 1], [2, 2, 2]])
+def test_frame_size_must_equal_shape_times_itemsize(shape):
+    """Accepted exactly when the frame holds prod(shape) * itemsize bytes; in particular a
+    zero-size array ([0, 3]) with a non-empty frame is a FrameError."""
+    assert set(DTYPES) == set(ITEMSIZE)
+    for name in DTYPES:
+        need = ITEMSIZE[name]
+        for d in shape:
+            need *= d
+        sizes = {0, 1, need - 1, need, need + 1, need + ITEMSIZE[name], 2 * need + 3}
+        for size in sorted(s for s in sizes if s >= 0):
+            frames = [header({"a": ref(1, name, shape)}), bytes(size)]
+            if size == need:
+                got = decode(frames).fields["a"]
+                assert got.shape == tuple(shape) and got.dtype == np.dtype(name)
+                assert got.nbytes == need
+            else:
+                with pytest.raises(FrameError, match=f"holds {size} bytes"):
+                    decode(frames)
+
+
 def test_decode_rejects_odd_frame_containers():
     def exploding():
         yield b"{}"
