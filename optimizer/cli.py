@@ -46,6 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--budget-images", type=int, default=1280,
                       help="images rendered while optimising (default 1280)")
     demo.add_argument("--k", type=int, default=16, help="images per iteration (default 16)")
+    demo.add_argument("--judge-seeds", type=int, default=2,
+                      help="fresh models per psi that judge the result (0: skip; default 2)")
+    demo.add_argument("--judge-train-n", type=int, default=256,
+                      help="images each judging model trains on (default 256)")
+    demo.add_argument("--test-n", type=int, default=96,
+                      help="test images rendered from the validation configuration (default 96)")
     demo.add_argument("--device", default="auto")
     demo.add_argument("--no-progress", dest="progress", action="store_false")
     _servers_options(demo)
@@ -116,7 +122,33 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--size", type=int, default=64, help="image side for rendered scenes")
     bench.add_argument("--device", default="auto")
     bench.add_argument("--out", required=True)
+    bench.add_argument("--targets", type=int, default=0, metavar="N",
+                       help="draw N hidden target configurations (each moves several free "
+                       "parameters away from the start) and render a validation and a test set "
+                       "from each; default: the scene's shipped one")
+    bench.add_argument("--target-seed", type=int, default=0, metavar="S",
+                       help="seed of the drawn targets (choose defaults on one, report on another)")
+    bench.add_argument("--val", help="your own validation folder (with --test): the methods "
+                       "optimise on it")
+    bench.add_argument("--test", help="your own test folder (with --val): the judge scores on it")
+    bench.add_argument("--judge-at", default="0.25,0.5,1", metavar="FRACTIONS",
+                       help="points of the budget at which each run's psi is judged "
+                       "(default 0.25,0.5,1)")
     _servers_options(bench)
+    add_method_options(bench)  # each method takes the options it has
+
+    ev = sub.add_parser("evaluate", help="judge a parameter space: a fresh model trained on "
+                        "images from it, scored on a test folder")
+    ev.add_argument("--scene", default="clevr", help="clevr, placement or toy")
+    ev.add_argument("--params", required=True, help="parameter-space JSON (final_space.json)")
+    ev.add_argument("--test", help="test folder in the formats --val accepts (the toy makes "
+                    "its own)")
+    ev.add_argument("--train-n", type=int, help="images the fresh model trains on")
+    ev.add_argument("--epochs", type=int, help="epochs of the fresh model")
+    ev.add_argument("--seeds", type=int, default=3, help="judge seeds (default 3)")
+    ev.add_argument("--model", help="detection: the YOLO model yaml (default yolo11n.yaml)")
+    ev.add_argument("--device", default="auto")
+    _servers_options(ev)
 
     serve = sub.add_parser("serve", help="run a render server in this process (bpy module)")
     serve.add_argument("--scene", default="clevr")

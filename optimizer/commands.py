@@ -124,6 +124,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from optimizer.evaluate import cmd_evaluate as run
+
+    return run(args)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from optimizer.demo import run_demo
 

@@ -47,18 +47,30 @@ def directional_derivatives(per_sample_loss: torch.Tensor, params: Sequence[torc
     return torch.autograd.grad(jtu @ v.detach(), u)[0].detach()
 
 
+BASELINES = ("none", "loo", "mean")
+
+
 def score_weighted(score: torch.Tensor, values: torch.Tensor, weights: torch.Tensor | None,
                    baseline: str = "loo") -> torch.Tensor:
     """sum_k w_k score_k (values_k - b_k). A baseline is a control variate (E[score] = 0):
-    'loo' leave-one-out mean keeps the estimate unbiased and cuts its variance a lot."""
-    if baseline not in ("none", "loo"):
-        raise ValueError(f"unknown baseline {baseline!r}; known: none, loo")
+    'loo' (equal weights only) the leave-one-out mean keeps the estimate unbiased and cuts its
+    variance a lot; 'mean' subtracts the weighted mean of the values: what self-normalised
+    importance weights (summing to 1) want, and a no-op for an exact expectation. Given
+    weights, 'loo' subtracts nothing (exact probabilities need no control variate)."""
+    if baseline not in BASELINES:
+        raise ValueError(f"unknown baseline {baseline!r}; known: {', '.join(BASELINES)}")
     k = values.shape[0]
+    if k == 0:
+        raise ValueError("the hypergradient needs at least one sample, got K = 0")
+    values = values.to(score.dtype)
     if weights is None:
         weights = torch.full((k,), 1.0 / k, dtype=score.dtype, device=score.device)
         if baseline == "loo" and k > 1:
             values = values - (values.sum() - values) / (k - 1)
-    return (weights[:, None] * score * values.to(score.dtype)[:, None]).sum(0)
+    weights = weights.to(score.dtype)
+    if baseline == "mean":
+        values = values - (weights * values).sum() / weights.sum()
+    return (weights[:, None] * score * values[:, None]).sum(0)
 
 
 def hypergradient(
@@ -85,6 +97,9 @@ def hypergradient(
     """
     if approx not in APPROXIMATIONS:
         raise ValueError(f"unknown approximation {approx!r}; known: {', '.join(APPROXIMATIONS)}")
+    if score.ndim != 2 or score.shape[0] == 0:
+        raise ValueError(f"the hypergradient needs K >= 1 samples' scores (K, psi_dim), got "
+                         f"shape {tuple(score.shape)}")
     started = time.perf_counter()
     params = list(params)
     losses = per_sample_loss()

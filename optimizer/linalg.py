@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
 
 Matvec = Callable[[torch.Tensor], torch.Tensor]
@@ -47,6 +48,9 @@ def hvp_operator(loss: torch.Tensor, params: Sequence[torch.Tensor]) -> Matvec:
     return matvec
 
 
+FLAT = 1e-10  # relative curvature below which a CG direction counts as singular
+
+
 @dataclasses.dataclass
 class CGResult:
     x: torch.Tensor
@@ -67,7 +71,10 @@ def conjugate_gradient(matvec: Matvec, b: torch.Tensor, *, x0: torch.Tensor | No
     direction of a cold (or all-zero) start, the iterate so far is 0, and x = b is returned
     instead: the steepest-descent step of truncated Newton (Nocedal & Wright Alg. 7.1); for
     the hypergradient it is Table 1's linear approximation. A full-network YOLO Hessian is
-    often indefinite along g_val: returning 0 there silently zeroed the hypergradient.
+    often indefinite along g_val: returning 0 there silently zeroed the hypergradient. A warm
+    start whose first direction has non-positive curvature is not returned unchanged: the solve
+    restarts cold. Directions flatter than FLAT times the steepest one seen (a singular
+    Hessian without damping) count as non-positive, which bounds the solution.
     """
     def op(v: torch.Tensor) -> torch.Tensor:
         return matvec(v) + damping * v if damping else matvec(v)
@@ -81,15 +88,24 @@ def conjugate_gradient(matvec: Matvec, b: torch.Tensor, *, x0: torch.Tensor | No
     p = r.clone()
     rs = r @ r
     iters, negative = 0, False
+    top = 0.0  # the largest Rayleigh quotient p.Ap / p.p met so far: a scale for "flat"
     for iters in range(1, max_iter + 1):  # noqa: B007
         if float(rs.sqrt()) <= rtol * b_norm:
             iters -= 1
             break
         ap = op(p)
         curvature = p @ ap
-        if not torch.isfinite(curvature) or curvature <= 0:
+        rayleigh = float(curvature / (p @ p)) if torch.isfinite(curvature) else float("nan")
+        top = max(top, rayleigh) if np.isfinite(rayleigh) else top
+        # A direction flatter than FLAT x the steepest one is singular for the solve: with
+        # damping 0, stepping along it gave finite but ~1e18 solutions (alpha = rs / ~0).
+        if not np.isfinite(rayleigh) or rayleigh <= FLAT * top:
             iters -= 1
             negative = True
+            if iters == 0 and x0 is not None and bool(x.any()):
+                # a stale warm start that meets negative curvature at once: start again cold
+                return conjugate_gradient(matvec, b, damping=damping, max_iter=max_iter,
+                                          rtol=rtol)
             if iters == 0 and not bool(x.any()):  # a cold (or all-zero) start: no iterate
                 x = b.clone()
             break

@@ -42,9 +42,9 @@ SCENE_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
 SCENE_FIXED: dict[str, list[str]] = {"placement": ["object_set", "cluster_*"]}
 SCENE_TASKS = {"toy": "classifier", "clevr": "segmentation", "placement": "detection"}
 METHOD_OPTIONS = ("approx", "k", "epochs", "batch_size", "lr_theta", "lr_psi", "damping",
-                  "cg_iters", "cg_rtol", "hessian", "hessian_subsample", "val_batch", "warmup", "m",
-                  "sigma2", "lr_policy", "ema", "retain", "init_points", "acq", "radius",
-                  "log_std_radius")
+                  "cg_iters", "cg_rtol", "hessian", "hessian_subsample", "val_batch", "warmup",
+                  "replay", "order", "m", "sigma2", "lr_policy", "ema", "retain", "init_points",
+                  "acq", "radius", "log_std_radius")
 TOY_VAL_SEED, TOY_TEST_SEED, TOY_VAL_N = 1, 2, 500
 
 
@@ -67,6 +67,11 @@ def add_method_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--val-batch", type=int, help="validation samples for g_val (0 = all)")
     g.add_argument("--warmup", type=int, help="autosimulate: iterations that fine-tune theta "
                    "before psi moves (default 0; placement 15)")
+    g.add_argument("--replay", type=int, help="autosimulate: reuse the samples of the last N "
+                   "iterations in the hypergradient, importance-weighted (0 = this step's only)")
+    g.add_argument("--order", choices=("paper", "fresh"),
+                   help="autosimulate: hypergradient after fine-tuning on the new samples "
+                   "(paper, Algorithm 1) or before, on samples theta has not seen (fresh)")
     g.add_argument("--m", type=int, help="images per objective evaluation (baselines)")
     g.add_argument("--sigma2", type=float, help="REINFORCE policy variance (default 0.05)")
     g.add_argument("--lr-policy", type=float, help="REINFORCE policy learning rate")

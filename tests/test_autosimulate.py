@@ -193,8 +193,72 @@ def test_cg_is_warm_started_from_the_previous_v(monkeypatch):
     torch.testing.assert_close(x0, calls[2][1].v, rtol=0, atol=0)
 
 
+def _toy_log_q(space, latents):
+    """log q_psi of toy latents by scipy: the component categorical is fixed and uniform, so
+    only the four 2-D Gaussians' densities change with psi."""
+    from scipy.stats import norm
+
+    named, sl = space.unpack_psi(), space.latent_slices
+    total = np.zeros(len(latents))
+    for c in ("c0a", "c0b", "c1a", "c1b"):
+        mu, std = np.asarray(named[c]["mean"]), np.exp(np.asarray(named[c]["log_std"]))
+        total += norm.logpdf(latents[:, sl[c]], mu, std).sum(1)
+    return total
+
+
+def test_replay_pools_recent_samples_with_importance_weights(monkeypatch):
+    calls = _spy_hypergradient(monkeypatch)
+    algo, _ = _algo(k=16, replay=2, lr_psi=0.2)
+    drawn, spaces = [], []
+    real_sample = algo.space.sample
+
+    def sample(n, rng):
+        spaces.append(algo.space)
+        drawn.append(real_sample(n, rng))
+        return drawn[-1]
+
+    monkeypatch.setattr(type(algo.space), "sample", lambda self, n, rng: sample(n, rng))
+    for _ in range(4):
+        algo.step()
+    assert [len(kw["score"]) for kw, _ in calls] == [16, 32, 48, 48]  # a window of 2 + 1
+    kw, _ = calls[0]
+    assert kw["weights"] is None and kw["baseline"] == "loo"  # nothing to replay yet
+    kw, _ = calls[3]  # steps 1, 2 (replayed) and 3 (this one), each under its own psi
+    now = spaces[3]
+    latents = np.concatenate(drawn[1:4])
+    log_w = _toy_log_q(now, latents) - np.concatenate(
+        [_toy_log_q(spaces[i], drawn[i]) for i in (1, 2, 3)])
+    want = np.exp(log_w - log_w.max())
+    np.testing.assert_allclose(kw["weights"].numpy(), want / want.sum(), rtol=1e-4)
+    assert kw["baseline"] == "mean"
+    np.testing.assert_allclose(kw["score"].numpy(), now.score(latents), rtol=1e-5, atol=1e-6)
+    assert len(kw["per_sample_loss"]()) == 48
+    assert kw["hessian_loss"] is not None  # the Hessian stays this step's 16 samples
+
+
+@pytest.mark.parametrize("order,same", [("fresh", True), ("paper", False)])
+def test_fresh_order_takes_the_hypergradient_before_theta_sees_the_samples(monkeypatch, order,
+                                                                          same):
+    import optimizer.algorithms.autosimulate as mod
+
+    algo, _ = _algo(k=16, order=order)
+    algo.step()
+    seen = []
+    real = mod.hypergradient
+    monkeypatch.setattr(mod, "hypergradient", lambda **kw: seen.append(
+        [p.detach().clone() for p in algo.model.parameters()]) or real(**kw))
+    before = [p.detach().clone() for p in algo.model.parameters()]
+    algo.step()
+    (at_call,) = seen
+    assert all(torch.equal(a, b) for a, b in zip(at_call, before)) is same
+
+
 def test_bad_options_are_rejected():
     with pytest.raises(ValueError, match="no option"):
         _algo(learning_rate=1)
+    with pytest.raises(ValueError, match="order"):
+        _algo(order="sideways")
+    with pytest.raises(ValueError, match="replay"):
+        _algo(replay=-1)
     with pytest.raises(ValueError, match="approximation"):
         _algo(approx="cubic")

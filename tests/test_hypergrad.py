@@ -232,3 +232,24 @@ def test_leave_one_out_baseline_by_hand():
     # no baseline: column 0 (1 - 4) / 3, column 1 (2 - 2 + 12) / 3
     np.testing.assert_allclose(score_weighted(score, values, None, "none").numpy(),
                                [-1.0, 4.0], rtol=1e-12)
+
+
+def test_no_samples_is_a_clear_error_not_a_zero_division():
+    w = torch.zeros(2, requires_grad=True)
+    with pytest.raises(ValueError, match="K >= 1"):
+        hypergradient(approx="linear", params=[w], per_sample_loss=lambda: w.sum()[None],
+                      val_loss=lambda: w.sum(), score=torch.zeros(0, 3))
+    with pytest.raises(ValueError, match="K = 0"):
+        score_weighted(torch.zeros(0, 3), torch.zeros(0), None, "loo")
+
+
+def test_mean_baseline_with_importance_weights_by_hand():
+    """'mean': subtract the weighted mean of the values (self-normalised weights)."""
+    score = torch.tensor([[1.0], [-1.0], [2.0]], dtype=torch.float64)
+    values = torch.tensor([1.0, 2.0, 4.0], dtype=torch.float64)
+    w = torch.tensor([0.5, 0.25, 0.25], dtype=torch.float64)
+    # weighted mean 0.5 + 0.5 + 1 = 2; centred (-1, 0, 2); sum w s v = -0.5 + 0 + 1 = 0.5
+    got = score_weighted(score, values, w, "mean")
+    np.testing.assert_allclose(got.numpy(), [0.5], rtol=1e-12)
+    # given weights, 'loo' subtracts nothing: 0.5 - 0.5 + 2 = 2
+    np.testing.assert_allclose(score_weighted(score, values, w, "loo").numpy(), [2.0])

@@ -51,13 +51,38 @@ def test_cg_negative_curvature_on_the_first_direction_falls_back_to_b():
     torch.testing.assert_close(cold.x, torch.tensor([1.0, 0.0]))  # not 0: Table 1's linear
     warm = conjugate_gradient(lambda v: a @ v, torch.tensor([1.0, 0.0]),
                               x0=torch.tensor([0.5, 0.5]), max_iter=10)
-    assert warm.negative_curvature  # a warm start keeps its own iterate
-    torch.testing.assert_close(warm.x, torch.tensor([0.5, 0.5]))
+    # a stale warm start meeting negative curvature at once is not returned unchanged: the
+    # solve restarts cold, which here falls back to b as above
+    assert warm.negative_curvature
+    torch.testing.assert_close(warm.x, torch.tensor([1.0, 0.0]))
     zero = conjugate_gradient(lambda v: a @ v, torch.tensor([1.0, 0.0]), x0=torch.zeros(2))
     torch.testing.assert_close(zero.x, torch.tensor([1.0, 0.0]))  # a zero start is a cold one
     ok = conjugate_gradient(lambda v: a @ v, torch.tensor([0.0, 1.0]), max_iter=10)
     assert not ok.negative_curvature and ok.converged
     torch.testing.assert_close(ok.x, torch.tensor([0.0, 0.5]))
+
+
+def test_cg_warm_start_that_goes_on_well_keeps_its_iterate():
+    a = torch.diag(torch.tensor([1.0, 2.0]))
+    res = conjugate_gradient(lambda v: a @ v, torch.tensor([1.0, 1.0]),
+                             x0=torch.tensor([1.0, 0.5]), max_iter=10)
+    assert res.converged and res.iterations == 0  # the warm start was already the solution
+    torch.testing.assert_close(res.x, torch.tensor([1.0, 0.5]))
+
+
+def test_cg_singular_without_damping_stays_bounded():
+    """H = diag(1, 1e-17, 1e-17) with damping 0: the exact solve is ~1e17 along the flat
+    directions; CG stops there instead of stepping to them (the solution stays O(|b|))."""
+    a = torch.diag(torch.tensor([1.0, 1e-17, 1e-17], dtype=torch.float64))
+    b = torch.tensor([1.0, 1.0, 1.0], dtype=torch.float64)
+    res = conjugate_gradient(lambda v: a @ v, b, damping=0.0, max_iter=10, rtol=1e-12)
+    assert res.negative_curvature and torch.isfinite(res.x).all()
+    assert float(res.x.norm()) < 10.0
+    # the same solve along a well-conditioned Hessian is untouched by the flatness rule
+    good = torch.diag(torch.tensor([1.0, 1e-3, 4.0], dtype=torch.float64))
+    ok = conjugate_gradient(lambda v: good @ v, b, damping=0.0, max_iter=10, rtol=1e-12)
+    assert ok.converged
+    torch.testing.assert_close(ok.x, torch.linalg.solve(good, b))
 
 
 def test_cg_zero_rhs():

@@ -182,11 +182,17 @@ def test_clevr_run_against_a_server_that_dies_then_resume(tmp_path):
 @pytest.mark.blender
 def test_demo_runs_end_to_end_small(tmp_path):
     out = autosim("demo", "--out", str(tmp_path / "demo"), "--n", "4", "--size", "32",
-                  "--budget-images", "32", "--k", "8", "--threads", "1", "--no-progress")
+                  "--budget-images", "32", "--k", "8", "--threads", "1", "--no-progress",
+                  "--judge-seeds", "1", "--judge-train-n", "8", "--test-n", "4")
     assert out.returncode == 0, out.stderr
-    for needle in ("validation mIoU", "key_light", "distance of the optimised psi",
-                   "report:"):
+    for needle in ("AutoSimulate (quadratic approximation)", "validation mIoU", "key_light",
+                   "distance of the optimised psi", "report:", "test mIoU, start psi",
+                   "test mIoU, learned psi", "test mIoU, validation psi", "gap closed"):
         assert needle in out.stdout
+    judged = json.loads((tmp_path / "demo" / "judged.json").read_text())
+    assert set(judged) == {"start", "learned", "validation", "gap"}
+    assert all(0.0 <= judged[k]["mean"] <= 1.0 for k in ("start", "learned", "validation"))
+    assert len(list((tmp_path / "demo" / "test" / "images").iterdir())) == 4
     records = _metrics(tmp_path / "demo" / "run")
     assert len(records) == 4 and records[-1]["images_rendered"] == 32
     assert (tmp_path / "demo" / "run" / "report.png").exists()
@@ -200,11 +206,13 @@ def test_bench_toy_writes_table_json_and_plot(tmp_path):
     assert out.returncode == 0, out.stderr
     table = (tmp_path / "b" / "bench.md").read_text()
     assert "| autosimulate |" in table and "| no_val |" in table
-    assert "Judged the same way (test accuracy, per seed): start psi" in table
+    assert "The judge's own range (test accuracy" in table and "| real | - |" in table
     data = json.loads((tmp_path / "b" / "bench.json").read_text())
-    assert len(data["runs"]) == 4 and len(data["references"]["start"]) == 2
+    assert len(data["runs"]) == 4 and len(data["references"]["real"]["start"]) == 2
+    assert data["references"]["real"]["target"] is None  # the toy's real data: no config
     for run in data["runs"]:
         assert run["images"] == 640 and 0.0 <= run["test_metric"] <= 1.0
+        assert [c["images"] for c in run["checkpoints"]] == [128, 320, 640]
     assert (tmp_path / "b" / "bench.png").read_bytes()[:4] == b"\x89PNG"
     bad = autosim("bench", "--scene", "toy", "--methods", "autosimulate,nope", "--out",
                   str(tmp_path / "c"))
@@ -250,15 +258,16 @@ def test_bench_placement_small(tmp_path):
     data = json.loads((tmp_path / "b" / "bench.json").read_text())
     assert {r["method"] for r in data["runs"]} == {"autosimulate", "random"}
     for run in data["runs"]:  # random's one evaluation is 64 images: both use the budget
-        assert run["images"] == 64 and run["images_at_best"] <= 64
+        assert run["images"] == 64 and run["checkpoints"][-1]["images"] == 64
         (config,) = run["agreement"]  # the 54-way categorical, the only one optimised
         assert config["name"] == "config" and config["favoured"] == 5
         assert abs(config["mass_start"] - 5 / 54) < 1e-9 and config["mass_target"] > 0.8
-    assert set(data["references"]) == {"start", "validation configuration"}
+    ref = data["references"]["shipped"]  # the scene's own validation configuration
+    assert set(data["references"]) == {"shipped"} and len(ref["target"]) == 1
     table = (tmp_path / "b" / "bench.md").read_text()
-    assert "P(favoured)" in table and "validation configuration psi" in table
+    assert "P(favoured)" in table and "| shipped | config |" in table
     assert "mAP50" in (tmp_path / "b" / "bench.md").read_text()
-    assert (tmp_path / "b" / "test-set" / "labels").is_dir()
+    assert (tmp_path / "b" / "targets" / "shipped" / "test-set" / "labels").is_dir()
 
 
 def test_categorical_agreement_reports_mass_on_favoured_choices_and_tv():

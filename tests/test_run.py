@@ -13,9 +13,9 @@ from optimizer.run import CHECKPOINT, METRICS, Runner, read_metrics
 from tests.fakes import toy_context
 
 
-def _runner(out, budget):
+def _runner(out, budget, **options):
     ctx, _ = toy_context(val_n=200)
-    algo = get("autosimulate")(ctx, k=32, epochs=1, batch_size=16, hessian="all")
+    algo = get("autosimulate")(ctx, k=32, epochs=1, batch_size=16, hessian="all", **options)
     return Runner(algo, out, budget, progress=False)
 
 
@@ -38,12 +38,13 @@ def test_interrupted_between_metrics_line_and_checkpoint(tmp_path):
     assert [r["images_rendered"] for r in records] == [32 * (i + 1) for i in range(6)]
 
 
-def test_resumed_run_equals_an_uninterrupted_one(tmp_path):
-    straight = _runner(tmp_path / "a", 4 * 32)
+@pytest.mark.parametrize("options", [{}, {"replay": 2, "order": "fresh"}])
+def test_resumed_run_equals_an_uninterrupted_one(tmp_path, options):
+    straight = _runner(tmp_path / "a", 4 * 32, **options)
     straight.run()
-    part = _runner(tmp_path / "b", 2 * 32)
+    part = _runner(tmp_path / "b", 2 * 32, **options)
     part.run()
-    rest = _runner(tmp_path / "b", 4 * 32)
+    rest = _runner(tmp_path / "b", 4 * 32, **options)
     rest.resume()
     rest.run()
     a, b = read_metrics(tmp_path / "a"), read_metrics(tmp_path / "b")

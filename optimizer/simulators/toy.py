@@ -21,6 +21,7 @@ REAL_STD = 0.45
 # near chance on the real data, and the simulator has to move its components to fix that.
 START = {"c0a": (-1.2, 0.2), "c0b": (-0.6, 0.4), "c1a": (0.6, -0.4), "c1b": (1.2, -0.2)}
 START_LOG_STD = float(np.log(0.4))
+BOX = 2.5  # the real data lives in [-2.5, 2.5]^2; hidden targets move means within it
 
 
 def toy_space() -> ParameterSpace:
@@ -29,7 +30,7 @@ def toy_space() -> ParameterSpace:
                "doc": "which simulator component (and so which class) a point comes from"}]
     for name in COMPONENTS:
         params.append({"name": name, "kind": "normal", "mean": list(START[name]),
-                       "log_std": [START_LOG_STD] * 2,
+                       "log_std": [START_LOG_STD] * 2, "low": [-BOX] * 2, "high": [BOX] * 2,
                        "doc": f"component {name[-1]} of class {name[1]}"})
     return ParameterSpace.from_dict({"format": "autosim.space", "version": 1, "name": "toy",
                                      "params": params})

@@ -1,0 +1,131 @@
+"""Where does the AutoSimulate hypergradient go wrong? A diagnosis on the toy (issue 10, sec. 3).
+
+At the start psi of each drawn hidden target (targets.draw_targets), with theta either trained
+to convergence on the start distribution ("warm", theta near theta*(psi)) or after a short
+fine-tune from scratch ("cold", what the first iterations of a run see), it compares:
+
+- g_exact: the hypergradient of eqs. 11-13 with K = 16,384 samples (the expectation, up to
+  a small error), per approximation (linear: v = g_val; quadratic: CG on H + lambda I);
+- g_K: the same estimator with the run's K (64), 20 independent draws;
+- g_true: central finite differences of the bilevel objective itself, J(psi) = validation loss
+  of theta after fine-tuning it on images from psi (common random numbers: the same base
+  draws, reparameterised, and the same data order on both sides of every difference);
+- the direction towards the target psi.
+
+Cosines between them separate estimator variance (g_exact right, g_K wrong), the one-step
+local model's bias (g_exact vs g_true), and a theta too far from theta*(psi) (cold vs warm).
+
+    python bench/diagnose.py [--targets 5] [--target-seed 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+
+import numpy as np
+import torch
+
+from optimizer.hypergrad import CGSettings, hypergradient
+from optimizer.simulators.toy import ToySimulator
+from optimizer.targets import draw_targets
+from optimizer.tasks.classifier import ClassifierTask
+from optimizer.training import fit, train_fresh
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    na, nb = np.linalg.norm(a), np.linalg.norm(b)
+    return float(a @ b / (na * nb)) if na > 0 and nb > 0 else float("nan")
+
+
+def hypergrad(task, model, space, val, approx: str, k: int, rng, damping=0.1, normalise=False):
+    sim = ToySimulator(space)
+    latents = space.sample(k, rng)
+    data = task.to_data(sim.render(latents), "cpu")
+    score = torch.as_tensor(space.score(latents), dtype=torch.float32)
+    model.eval()
+    params = [p for p in model.parameters() if p.requires_grad]
+    res = hypergradient(approx=approx, params=params,
+                        per_sample_loss=lambda: task.per_sample_loss(model, data),
+                        val_loss=lambda: task.loss(model, val), score=score,
+                        cg=CGSettings(damping=damping, max_iter=20, rtol=1e-4))
+    return res.grad.double().numpy()[space.free_mask]
+
+
+def objective(task, model0, space, psi, val, base_rng_seed: int, n=512, epochs=3) -> float:
+    """J(psi): validation loss after fine-tuning a copy of model0 on n images from psi."""
+    s = space.with_psi(psi)
+    latents = s.sample(n, np.random.default_rng(base_rng_seed))  # same base draws: CRN
+    data = task.to_data(ToySimulator(s).render(latents), "cpu")
+    model = copy.deepcopy(model0)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    fit(task, model, opt, data, epochs=epochs, batch_size=32,
+        generator=torch.Generator().manual_seed(base_rng_seed))
+    model.eval()
+    with torch.no_grad():
+        return float(task.loss(model, val))
+
+
+def true_gradient(task, model0, space, val, h=0.05) -> np.ndarray:
+    psi = space.psi
+    grad = np.zeros(space.psi_dim)
+    for i in np.flatnonzero(space.free_mask):
+        e = np.zeros_like(psi)
+        e[i] = h
+        vals = [objective(task, model0, space, psi + sgn * e, val, 7 + r)
+                for sgn in (1, -1) for r in range(3)]
+        grad[i] = (np.mean(vals[:3]) - np.mean(vals[3:])) / (2 * h)
+    return grad[space.free_mask]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--targets", type=int, default=5)
+    ap.add_argument("--target-seed", type=int, default=1)
+    ap.add_argument("--k", type=int, default=64)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    task = ClassifierTask()
+    start = ToySimulator().space
+    rows = []
+    for ti, target in enumerate(draw_targets(start, args.targets, args.target_seed)):
+        val = task.to_data(ToySimulator(target).render(
+            target.sample(500, np.random.default_rng(10_000 + ti))), "cpu")
+        towards = (target.psi - start.psi)[start.free_mask]
+        train = task.to_data(ToySimulator().render(start.sample(1024, np.random.default_rng(3))),
+                             "cpu")
+        for state, epochs in (("cold", 2), ("warm", 30)):
+            model, _ = train_fresh(task, train.subset(slice(0, 64 if state == "cold" else 1024)),
+                                   device="cpu", generator=torch.Generator().manual_seed(0),
+                                   lr=1e-2, epochs=epochs, batch_size=32)
+            g_true = true_gradient(task, model, start, val)
+            for approx in ("linear", "quadratic"):
+                g_exact = hypergrad(task, model, start, val, approx, 16384,
+                                    np.random.default_rng(1))
+                g_small = [hypergrad(task, model, start, val, approx, args.k,
+                                     np.random.default_rng(100 + j)) for j in range(20)]
+                row = {"target": ti, "theta": state, "approx": approx,
+                       "cos(exact,true)": cosine(g_exact, g_true),
+                       "cos(K,exact)": statistics.fmean(cosine(g, g_exact) for g in g_small),
+                       "cos(K,true)": statistics.fmean(cosine(g, g_true) for g in g_small),
+                       "cos(-exact,towards)": cosine(-g_exact, towards),
+                       "cos(-true,towards)": cosine(-g_true, towards)}
+                rows.append(row)
+                print("  ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
+                                for k, v in row.items()), flush=True)
+    print("\nmean over targets:")
+    keys = [k for k in rows[0] if k.startswith("cos")]
+    print("| theta | approx | " + " | ".join(keys) + " |")
+    print("|---|---|" + "---|" * len(keys))
+    for state in ("cold", "warm"):
+        for approx in ("linear", "quadratic"):
+            sel = [r for r in rows if r["theta"] == state and r["approx"] == approx]
+            cells = [f"{statistics.fmean(r[k] for r in sel):.2f} ± "
+                     f"{statistics.stdev(r[k] for r in sel) if len(sel) > 1 else 0:.2f}"
+                     for k in keys]
+            print(f"| {state} | {approx} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()

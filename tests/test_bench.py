@@ -1,0 +1,183 @@
+"""The judged bench: hidden targets, the judge, gap closed, images to close the gap, evaluate."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from optimizer.bench import images_to_reach, psi_at, summarise
+from optimizer.judge import Judge, gap_closed, mean_std
+from optimizer.simulators.toy import ToySimulator
+from optimizer.targets import draw_target, draw_targets, moved_parameters
+from optimizer.tasks.classifier import ClassifierTask
+from tests.test_optimize_cli import autosim
+
+
+def _clevr_like():
+    from protocol.space import ParameterSpace
+
+    return ParameterSpace.from_dict({"format": "autosim.space", "version": 1, "params": [
+        {"name": "light", "kind": "normal", "mean": [1.0], "log_std": [-0.5], "low": [0.0],
+         "high": [10.0]},
+        {"name": "xy", "kind": "normal", "mean": [0.0, 0.0], "log_std": [0.0, 0.0]},
+        {"name": "material", "kind": "categorical", "choices": ["a", "b", "c"],
+         "logits": [0.0, 0.0, 0.0]},
+        {"name": "visible", "kind": "bernoulli", "logit": 0.0},
+        {"name": "held", "kind": "normal", "mean": [5.0], "log_std": [0.0], "fixed": True}]})
+
+
+def test_targets_move_several_free_parameters_inside_their_range_and_repeat_by_seed():
+    space = _clevr_like()
+    targets = draw_targets(space, 20, seed=3)
+    assert [t.psi.tolist() for t in targets] == [t.psi.tolist()
+                                                for t in draw_targets(space, 20, seed=3)]
+    assert targets[0].psi.tolist() != draw_targets(space, 1, seed=4)[0].psi.tolist()
+    for t in targets:
+        moved = moved_parameters(space, t)
+        assert len(moved) >= 2 and "held" not in moved
+        light = t.unpack_psi()["light"]["mean"][0]
+        assert 1.0 <= light <= 9.0  # the middle 80% of [0, 10]
+        if "light" in moved:  # 10-35% of the range away from the start
+            assert 1.0 - 1e-9 <= abs(light - 1.0) <= 3.5 + 1e-9
+        xy = np.asarray(t.unpack_psi()["xy"]["mean"])  # no bounds: 6 start stds (+-3)
+        assert (np.abs(xy) <= 2.4 + 1e-9).all()
+    # every kind moves in some target
+    assert {n for t in targets for n in moved_parameters(space, t)} == {
+        "light", "xy", "material", "visible"}
+    with pytest.raises(ValueError, match="nothing a target could move"):
+        draw_target(space.with_fixed("light", True).with_fixed("xy", True)
+                    .with_fixed("material", True).with_fixed("visible", True),
+                    np.random.default_rng(0))
+
+
+def test_gap_closed_and_mean_std_by_hand():
+    assert gap_closed(0.3, 0.2, 0.4) == pytest.approx(0.5)
+    assert gap_closed(0.1, 0.2, 0.4) == pytest.approx(-0.5)
+    assert np.isnan(gap_closed(0.3, 0.2, 0.2))
+    assert mean_std([1.0, 3.0, float("nan")]) == pytest.approx((2.0, 2 ** 0.5))
+    assert all(np.isnan(mean_std([])))
+
+
+def test_psi_at_and_images_to_reach_read_the_judged_checkpoints():
+    records = [{"images_rendered": 16 * (i + 1), "psi": [float(i)]} for i in range(4)]
+    assert psi_at(records, 8, np.array([-1.0])) == (0, [-1.0])   # before any step: the start
+    images, psi = psi_at(records, 40, np.array([-1.0]))
+    assert images == 32 and psi.tolist() == [1.0]
+    checkpoints = [{"images": 16, "test": 0.2}, {"images": 32, "test": 0.35},
+                   {"images": 64, "test": 0.5}]
+    assert images_to_reach(checkpoints, 0.3) == 32
+    assert images_to_reach(checkpoints, 0.5) == 64
+    assert images_to_reach(checkpoints, 0.51) is None
+    assert images_to_reach(checkpoints, 0.1) == 16
+
+
+def test_summary_gap_closed_and_images_to_close_the_gap_by_hand():
+    refs = {"t0": {"start": [0.2, 0.2], "target": [0.6, 0.6]},     # gap 0.4
+            "t1": {"start": [0.5, 0.5], "target": [0.7, 0.7]},     # gap 0.2
+            "own": {"start": [0.3], "target": None}}               # a user's data
+    def run(target, seed, tests):
+        return {"method": "m", "seed": seed, "target": target, "wall_s": 1.0, "images": 64,
+                "agreement": [], "checkpoints": [{"fraction": f, "images": int(64 * f),
+                                                   "test": t} for f, t in zip((0.5, 1), tests)]}
+    runs = [run("t0", 0, [0.3, 0.5]), run("t0", 1, [0.4, 0.6]),   # gaps (.25, .75), (.5, 1)
+            run("t1", 0, [0.5, 0.68]), run("t1", 1, [0.6, 0.7]),  # gaps (0, .9), (.5, 1)
+            run("own", 0, [0.4, 0.45])]
+    (row,) = summarise(runs, ["m"], refs, [0.5, 1.0])["rows"]
+    # gap at 100%: t0 mean(.75, 1) = .875, t1 mean(.9, 1) = .95 -> mean .9125 over targets
+    assert row["gap"][1][0] == pytest.approx(0.9125)
+    assert row["gap"][1][1] == pytest.approx(np.std([0.875, 0.95], ddof=1))
+    assert row["gap"][0][0] == pytest.approx(np.mean([0.375, 0.25]))
+    # 50% of the gap: t0 needs 0.4 (seed 0 at 64 images, seed 1 at 32); t1 needs 0.6 (seed 0
+    # at 64, seed 1 at 32). 90%: t0 0.56 (seed 0 never, seed 1 at 64); t1 0.68 (64, 64)
+    assert row["reach_50"]["images"][0] == pytest.approx(48.0)
+    assert (row["reach_50"]["reached"], row["reach_50"]["of"]) == (4, 4)
+    assert row["reach_90"]["images"][0] == pytest.approx(64.0)
+    assert (row["reach_90"]["reached"], row["reach_90"]["of"]) == (3, 4)
+    # test metric over every run, the user's data included
+    assert row["test"][1][0] == pytest.approx(np.mean([0.5, 0.6, 0.68, 0.7, 0.45]))
+
+
+def test_the_judge_prefers_the_target_it_was_drawn_for():
+    """A fresh model trained on a target configuration's data beats one trained on the start's,
+    on that target's test set; the same judge seed gives the same score."""
+    torch.set_num_threads(1)
+    task, sim = ClassifierTask(), ToySimulator()
+    start = sim.space
+    target = start.with_psi(start.pack_psi({"c0a": {"mean": [0.0, 1.5]},
+                                            "c0b": {"mean": [1.5, 1.0]},
+                                            "c1a": {"mean": [0.0, -1.5]},
+                                            "c1b": {"mean": [-1.5, -1.0]}}))
+    test = task.to_data(ToySimulator(target).render(
+        target.sample(400, np.random.default_rng(5))), "cpu")
+    judge = Judge.for_scene("toy", overrides={"train_n": 256, "epochs": 10}, task=task,
+                            space=start, render=sim.render, test=test, device="cpu")
+    at_target, at_start = judge.scores(target, [0, 1]), judge.scores(start.psi, [0, 1])
+    assert min(at_target) > max(at_start) + 0.1, (at_target, at_start)
+    assert judge.score(target, 0) == at_target[0]
+
+
+def test_bench_toy_on_drawn_targets_judges_checkpoints(tmp_path):
+    out = autosim("bench", "--scene", "toy", "--methods", "autosimulate,random", "--seeds", "1",
+                  "--budget-images", "256", "--targets", "2", "--target-seed", "7",
+                  "--judge-at", "0.5", "--judge-train-n", "128", "--judge-epochs", "5",
+                  "--k", "32", "--m", "64", "--out", str(tmp_path / "b"))
+    assert out.returncode == 0, out.stderr
+    data = json.loads((tmp_path / "b" / "bench.json").read_text())
+    assert data["fractions"] == [0.5, 1.0] and set(data["references"]) == {"t0", "t1"}
+    for name, ref in data["references"].items():
+        assert len(ref["start"]) == len(ref["target"]) == 1 and len(ref["moved"]) >= 2
+        target = json.loads((tmp_path / "b" / "targets" / name / "target_space.json")
+                            .read_text())
+        assert target["params"]
+    assert len(data["runs"]) == 4
+    for run in data["runs"]:
+        assert [c["images"] for c in run["checkpoints"]] == [128, 256]
+        assert all(0.0 <= c["test"] <= 1.0 for c in run["checkpoints"])
+    table = (tmp_path / "b" / "bench.md").read_text()
+    assert "Gap closed at 100%" in table and "| t1 |" in table
+    assert (tmp_path / "b" / "bench.png").read_bytes()[:4] == b"\x89PNG"
+    for bad, why in ((["--judge-at", "0,2"], "fractions must be in (0, 1]"),
+                     (["--val", str(tmp_path)], "--val and --test go together"),
+                     (["--methods", "autosimulate,nope"], "unknown method 'nope'")):
+        res = autosim("bench", "--scene", "toy", "--out", str(tmp_path / "c"), *bad)
+        assert res.returncode == 2 and why in res.stderr, res.stderr
+
+
+def test_evaluate_toy_prints_mean_and_spread_and_rejects_bad_input(tmp_path):
+    space = tmp_path / "space.json"
+    space.write_text(ToySimulator().space.to_json())
+    out = autosim("evaluate", "--scene", "toy", "--params", str(space), "--seeds", "2",
+                  "--train-n", "128", "--epochs", "3")
+    assert out.returncode == 0, out.stderr
+    assert "test accuracy: " in out.stdout and "over 2 judge seed(s)" in out.stdout
+    bad = autosim("evaluate", "--scene", "toy", "--params", str(tmp_path / "missing.json"))
+    assert bad.returncode == 2 and "cannot read parameter file" in bad.stderr
+    bad = autosim("evaluate", "--scene", "toy", "--params", str(space), "--test", "x")
+    assert bad.returncode == 2 and "drop --test" in bad.stderr
+
+
+@pytest.mark.blender
+def test_evaluate_and_bench_on_your_own_folders(tmp_path):
+    for name, seed in (("val", 1), ("test", 2)):
+        out = autosim("render", "--scene", "clevr", "--n", "4", "--size", "32", "--seed",
+                      str(seed), "--out", str(tmp_path / name), "--threads", "1")
+        assert out.returncode == 0, out.stderr
+    space = tmp_path / "val" / "space.json"
+    out = autosim("evaluate", "--scene", "clevr", "--params", str(space), "--test",
+                  str(tmp_path / "test"), "--train-n", "8", "--epochs", "1", "--seeds", "1",
+                  "--threads", "1")
+    assert out.returncode == 0, out.stderr
+    assert "test mIoU: " in out.stdout
+    out = autosim("bench", "--scene", "clevr", "--methods", "autosimulate", "--seeds", "1",
+                  "--budget-images", "8", "--k", "4", "--epochs", "1", "--val",
+                  str(tmp_path / "val"), "--test", str(tmp_path / "test"), "--judge-train-n",
+                  "8", "--judge-epochs", "1", "--threads", "1", "--out", str(tmp_path / "b"))
+    assert out.returncode == 0, out.stderr
+    data = json.loads((tmp_path / "b" / "bench.json").read_text())
+    assert set(data["references"]) == {"user"} and data["references"]["user"]["target"] is None
+    (run,) = data["runs"]
+    assert run["images"] == 8 and 0.0 <= run["test_metric"] <= 1.0
+    assert "unknown" in (tmp_path / "b" / "bench.md").read_text()
