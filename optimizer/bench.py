@@ -94,10 +94,24 @@ def images_to_reach(checkpoints: list[dict[str, Any]], level: float) -> int | No
     return None
 
 
+MIN_SPAN = 0.02  # a target closer to the start than this (in metric units) has no gap to close
+
+
+def separable(ref: dict[str, Any]) -> bool:
+    """Whether the judge tells the target's configuration from the start: the span between
+    their judged metrics exceeds MIN_SPAN and twice the spread of the two. A target the judge
+    cannot tell apart has no gap to close; its gap closed would be noise over noise."""
+    if ref.get("target") is None:
+        return False
+    (s0, sd0), (st, sdt) = mean_std(ref["start"]), mean_std(ref["target"])
+    return st - s0 > max(MIN_SPAN, 2.0 * float(np.hypot(sd0, sdt)))
+
+
 def summarise(runs: list[dict[str, Any]], methods: list[str], refs: dict[str, dict[str, Any]],
               fractions: list[float]) -> dict[str, Any]:
     """Per method: the judged test metric at each checkpoint, gap closed (mean and spread over
-    targets, each target's seeds averaged first), images to close REACH of the gap."""
+    the separable targets, each target's seeds averaged first), images to close REACH of the
+    gap."""
     rows = []
     for method in methods:
         mine = [r for r in runs if r["method"] == method]
@@ -108,7 +122,7 @@ def summarise(runs: list[dict[str, Any]], methods: list[str], refs: dict[str, di
                        for i in range(len(fractions))]
         gaps, per_target = [], {}
         for name, ref in refs.items():
-            if ref.get("target") is None:
+            if not separable(ref):
                 continue
             s0, st = mean_std(ref["start"])[0], mean_std(ref["target"])[0]
             ts = [r for r in mine if r["target"] == name]
@@ -121,7 +135,7 @@ def summarise(runs: list[dict[str, Any]], methods: list[str], refs: dict[str, di
             reach, total = [], 0
             for r in mine:
                 ref = refs[r["target"]]
-                if ref.get("target") is None:
+                if not separable(ref):
                     continue
                 total += 1
                 s0, st = mean_std(ref["start"])[0], mean_std(ref["target"])[0]
@@ -133,7 +147,8 @@ def summarise(runs: list[dict[str, Any]], methods: list[str], refs: dict[str, di
         row["favoured_mass"] = mean_std([r["agreement"][0]["mass_end"] for r in mine
                                          if r.get("agreement")])
         rows.append(row)
-    return {"rows": rows, "fractions": fractions}
+    return {"rows": rows, "fractions": fractions,
+            "separable": [name for name, ref in refs.items() if separable(ref)]}
 
 
 def judge_references(setup: BenchSetup, target: Target, seeds: int) -> dict[str, Any]:
@@ -209,11 +224,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
     summary = summarise(runs, methods, refs, fractions)
     table = markdown(summary, refs, args.scene, metric, args.budget_images, args.seeds)
     (out / "bench.md").write_text(table)
-    (out / "bench.json").write_text(json.dumps(
+    (out / "bench.json").write_text(json.dumps(strict_json(
         {"scene": args.scene, "budget_images": args.budget_images, "seeds": args.seeds,
          "targets": len(refs), "target_seed": getattr(args, "target_seed", None),
          "device": str(device), "fractions": fractions, "summary": summary,
-         "references": refs, "runs": runs}, indent=1, default=_json_default))
+         "references": refs, "runs": runs}), indent=1, allow_nan=False))
     if runs:
         plot(summary, refs, args.budget_images, out / "bench.png", metric,
              f"{args.scene}: {len(refs)} target(s), {args.seeds} seed(s)")
@@ -223,9 +238,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _json_default(value: Any) -> Any:
+def strict_json(value: Any) -> Any:
+    """JSON has no NaN or Infinity: non-finite numbers become null, numpy/torch become lists."""
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [strict_json(v) for v in value]
+    if isinstance(value, np.ndarray | torch.Tensor):
+        return strict_json(value.tolist())
     if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, torch.Tensor):
-        return value.tolist()
-    raise TypeError(f"not JSON: {type(value).__name__}")
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value

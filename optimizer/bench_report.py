@@ -27,7 +27,7 @@ def _reach(cell: dict[str, Any]) -> str:
 def markdown(summary: dict[str, Any], refs: dict[str, dict[str, Any]], scene: str, metric: str,
              budget: int, seeds: int) -> str:
     fractions = summary["fractions"]
-    known = [name for name, r in refs.items() if r.get("target") is not None]
+    known = summary.get("separable", [])
     agreement = any(np.isfinite(r["favoured_mass"][0]) for r in summary["rows"])
     at = [f"{int(round(f * 100))}%" for f in fractions]
     lines = [f"Scene `{scene}`, budget {budget} images, {seeds} seed(s) per method, "
@@ -47,8 +47,12 @@ def markdown(summary: dict[str, Any], refs: dict[str, dict[str, Any]], scene: st
             cells.append(_ms(r["favoured_mass"], ".3f"))
         lines.append("| " + " | ".join(cells) + " |")
     if known:
+        close = [n for n, r in refs.items() if r.get("target") is not None and n not in known]
         lines += ["", "Gap closed = (test(psi) - test(start)) / (test(target) - test(start)), "
-                  "averaged over a target's seeds, then mean ± std over targets."]
+                  f"averaged over a target's seeds, then mean ± std over the {len(known)} "
+                  "target(s) the judge tells apart from the start"
+                  + (f" (left out, too close to the start: {', '.join(close)})" if close
+                     else "") + "."]
     lines += ["", f"The judge's own range (test {metric}, mean ± std over {seeds} judge "
               f"seed(s)), and gap closed at the end of the budget per target:", ""]
     methods = [r["method"] for r in summary["rows"]]
@@ -60,7 +64,10 @@ def markdown(summary: dict[str, Any], refs: dict[str, dict[str, Any]], scene: st
                  _ms(mean_std(ref["target"]), ".3f") if ref.get("target") else "unknown"]
         for r in summary["rows"]:
             g = r["gap_per_target"].get(name)
-            cells.append(f"{g[-1]:.2f}" if g and np.isfinite(g[-1]) else "n/a")
+            if ref.get("target") is not None and name not in known:
+                cells.append("too close")
+            else:
+                cells.append(f"{g[-1]:.2f}" if g and np.isfinite(g[-1]) else "n/a")
         lines.append("| " + " | ".join(cells) + " |")
     if agreement:
         lines += ["", "P(favoured): the final psi's probability on the choices the target "
@@ -76,7 +83,7 @@ def plot(summary: dict[str, Any], refs: dict[str, dict[str, Any]], budget: int, 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    known = any(r.get("target") is not None for r in refs.values())
+    known = bool(summary.get("separable"))
     xs = [0] + [f * budget for f in summary["fractions"]]
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for i, row in enumerate(summary["rows"]):

@@ -50,6 +50,13 @@ def directional_derivatives(per_sample_loss: torch.Tensor, params: Sequence[torc
 BASELINES = ("none", "loo", "mean")
 
 
+def per_sample_grad_norms(per_sample_loss: torch.Tensor,
+                          params: Sequence[torch.Tensor]) -> torch.Tensor:
+    """(K,) ||grad_theta l_k||, one backward per sample (cheap for a head-only params)."""
+    return torch.stack([flat_grad(per_sample_loss[k], params, retain_graph=True).norm()
+                        for k in range(per_sample_loss.shape[0])]).detach()
+
+
 def score_weighted(score: torch.Tensor, values: torch.Tensor, weights: torch.Tensor | None,
                    baseline: str = "loo") -> torch.Tensor:
     """sum_k w_k score_k (values_k - b_k). A baseline is a control variate (E[score] = 0):
@@ -85,6 +92,7 @@ def hypergradient(
     v0: torch.Tensor | None = None,
     hessian_loss: Callable[[], torch.Tensor] | None = None,
     baseline: str = "loo",
+    normalise: bool = False,
 ) -> HypergradResult:
     """One hypergradient at the current theta.
 
@@ -94,6 +102,9 @@ def hypergradient(
     weights: per-sample weights (default 1/K); pass exact probabilities for an exact expectation.
     hessian_loss: () -> scalar loss whose Hessian is used (default: weighted mean of
     per_sample_loss); a subsample here is the usual speed knob.
+    normalise: use grad l_k . v / ||grad l_k|| (times the mean norm, to keep the scale)
+    instead of the raw dot product, whose high-loss samples look influential for their
+    gradient's size alone (a cosine, as data-selection work does; biased, off by default).
     """
     if approx not in APPROXIMATIONS:
         raise ValueError(f"unknown approximation {approx!r}; known: {', '.join(APPROXIMATIONS)}")
@@ -130,6 +141,9 @@ def hypergradient(
             v, iters, residual = sol.x, sol.iterations, sol.residual_norm
             negative = sol.negative_curvature
     d = directional_derivatives(losses, params, v)
+    if normalise:
+        norms = per_sample_grad_norms(losses, params)
+        d = d * (norms.mean() / norms.clamp_min(1e-12 * float(norms.max()) + 1e-30))
     grad = -score_weighted(score, d, weights, baseline)
     return HypergradResult(grad, v.detach(), d, iters, residual, time.perf_counter() - started,
                            negative)

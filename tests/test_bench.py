@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from optimizer.bench import images_to_reach, psi_at, summarise
+from optimizer.bench_report import markdown
 from optimizer.judge import Judge, gap_closed, mean_std
 from optimizer.simulators.toy import ToySimulator
 from optimizer.targets import draw_target, draw_targets, moved_parameters
@@ -77,15 +78,20 @@ def test_psi_at_and_images_to_reach_read_the_judged_checkpoints():
 def test_summary_gap_closed_and_images_to_close_the_gap_by_hand():
     refs = {"t0": {"start": [0.2, 0.2], "target": [0.6, 0.6]},     # gap 0.4
             "t1": {"start": [0.5, 0.5], "target": [0.7, 0.7]},     # gap 0.2
-            "own": {"start": [0.3], "target": None}}               # a user's data
+            "own": {"start": [0.3], "target": None},               # a user's data
+            "near": {"start": [0.90, 0.92], "target": [0.91, 0.93]},   # span 0.01
+            "noisy": {"start": [0.1, 0.5], "target": [0.4, 0.6]}}      # span 0.2, spread .3
     def run(target, seed, tests):
         return {"method": "m", "seed": seed, "target": target, "wall_s": 1.0, "images": 64,
                 "agreement": [], "checkpoints": [{"fraction": f, "images": int(64 * f),
                                                    "test": t} for f, t in zip((0.5, 1), tests)]}
     runs = [run("t0", 0, [0.3, 0.5]), run("t0", 1, [0.4, 0.6]),   # gaps (.25, .75), (.5, 1)
             run("t1", 0, [0.5, 0.68]), run("t1", 1, [0.6, 0.7]),  # gaps (0, .9), (.5, 1)
-            run("own", 0, [0.4, 0.45])]
-    (row,) = summarise(runs, ["m"], refs, [0.5, 1.0])["rows"]
+            run("own", 0, [0.4, 0.45]), run("near", 0, [0.0, 0.0]), run("noisy", 0, [0.0, 0.0])]
+    summary = summarise(runs, ["m"], refs, [0.5, 1.0])
+    assert summary["separable"] == ["t0", "t1"]  # the judge cannot tell near/noisy apart
+    (row,) = summary["rows"]
+    assert set(row["gap_per_target"]) == {"t0", "t1"}
     # gap at 100%: t0 mean(.75, 1) = .875, t1 mean(.9, 1) = .95 -> mean .9125 over targets
     assert row["gap"][1][0] == pytest.approx(0.9125)
     assert row["gap"][1][1] == pytest.approx(np.std([0.875, 0.95], ddof=1))
@@ -97,7 +103,8 @@ def test_summary_gap_closed_and_images_to_close_the_gap_by_hand():
     assert row["reach_90"]["images"][0] == pytest.approx(64.0)
     assert (row["reach_90"]["reached"], row["reach_90"]["of"]) == (3, 4)
     # test metric over every run, the user's data included
-    assert row["test"][1][0] == pytest.approx(np.mean([0.5, 0.6, 0.68, 0.7, 0.45]))
+    assert row["test"][1][0] == pytest.approx(np.mean([0.5, 0.6, 0.68, 0.7, 0.45, 0, 0]))
+    assert "too close" in markdown(summary, refs, "toy", "accuracy", 64, 2)
 
 
 def test_the_judge_prefers_the_target_it_was_drawn_for():
@@ -125,7 +132,10 @@ def test_bench_toy_on_drawn_targets_judges_checkpoints(tmp_path):
                   "--judge-at", "0.5", "--judge-train-n", "128", "--judge-epochs", "5",
                   "--k", "32", "--m", "64", "--out", str(tmp_path / "b"))
     assert out.returncode == 0, out.stderr
-    data = json.loads((tmp_path / "b" / "bench.json").read_text())
+    def reject(name):
+        raise ValueError(f"{name} is not JSON")
+
+    data = json.loads((tmp_path / "b" / "bench.json").read_text(), parse_constant=reject)
     assert data["fractions"] == [0.5, 1.0] and set(data["references"]) == {"t0", "t1"}
     for name, ref in data["references"].items():
         assert len(ref["start"]) == len(ref["target"]) == 1 and len(ref["moved"]) >= 2

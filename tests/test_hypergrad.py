@@ -253,3 +253,22 @@ def test_mean_baseline_with_importance_weights_by_hand():
     np.testing.assert_allclose(got.numpy(), [0.5], rtol=1e-12)
     # given weights, 'loo' subtracts nothing: 0.5 - 0.5 + 2 = 2
     np.testing.assert_allclose(score_weighted(score, values, w, "loo").numpy(), [2.0])
+
+
+def test_normalised_directional_derivatives_by_hand():
+    """l_k = x_k . w, so grad l_k = x_k; linear: v = g_val = c. Normalised, each x_k . c is
+    divided by |x_k| and multiplied by the mean |x|."""
+    x = torch.tensor([[3.0, 4.0], [0.0, 1.0], [6.0, 8.0]], dtype=torch.float64)
+    c = torch.tensor([1.0, 2.0], dtype=torch.float64)
+    w = torch.zeros(2, dtype=torch.float64, requires_grad=True)
+    score = torch.tensor([[1.0], [0.0], [-1.0]], dtype=torch.float64)
+    kwargs = dict(approx="linear", params=[w], per_sample_loss=lambda: x @ w,
+                  val_loss=lambda: c @ w, score=score, baseline="none")
+    raw = hypergradient(**kwargs)
+    np.testing.assert_allclose(raw.directional.numpy(), [11.0, 2.0, 22.0])
+    norm = hypergradient(**kwargs, normalise=True)
+    mean_norm = (5.0 + 1.0 + 10.0) / 3
+    want = np.array([11.0 / 5, 2.0 / 1, 22.0 / 10]) * mean_norm
+    # grad = -(1/3) sum_k score_k d_k = -(d_0 - d_2) / 3
+    np.testing.assert_allclose(norm.grad.numpy(), [-(want[0] - want[2]) / 3], rtol=1e-12)
+    np.testing.assert_allclose(raw.grad.numpy(), [-(11.0 - 22.0) / 3], rtol=1e-12)

@@ -54,6 +54,9 @@ class AutoSimulate(Algorithm):
         # (Algorithm 1). fresh: the hypergradient first, on samples theta has not been trained
         # on, then fine-tune: eq. 11's expectation over q_psi estimated out of sample.
         "order": "paper",
+        # the K directional derivatives divided by the samples' gradient norms (a cosine
+        # with v): see hypergrad.hypergradient
+        "normalise": False,
     }
 
     def __init__(self, ctx: Context, **options: Any) -> None:
@@ -185,7 +188,7 @@ class AutoSimulate(Algorithm):
             per_sample_loss=lambda: task.per_sample_loss(self.model, data),
             val_loss=lambda: task.loss(self.model, val),
             score=score, weights=weights, v0=v0, hessian_loss=hessian_loss,
-            baseline=baseline,
+            baseline=baseline, normalise=bool(o["normalise"]),
             cg=CGSettings(damping=self.damping, max_iter=int(o["cg_iters"]),
                           rtol=float(o["cg_rtol"])))
 
