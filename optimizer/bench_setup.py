@@ -122,13 +122,13 @@ def _toy_setup(args, device, ev, fixed, fix_parameters, out: Path) -> BenchSetup
 
 
 def _rendered_setup(scene, args, device, ev, fixed, fix_parameters, out: Path):
+    from functools import partial
+
     from optimizer.commands import open_simulator, render_dataset
-    from optimizer.data import load_image_set
-    from optimizer.optimize import make_task
-    from optimizer.yolo_data import load_yolo_folder
+    from optimizer.optimize import load_scene_folder, make_task
 
     detection = scene == "placement"
-    load = load_yolo_folder if detection else load_image_set
+    load = partial(load_scene_folder, scene)
     user = None
     if args.val:
         try:  # before any server starts: a bad folder costs nothing

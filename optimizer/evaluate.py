@@ -61,16 +61,13 @@ def _evaluate_toy(args, space, overrides, device) -> tuple[list[float], str]:
 
 def _evaluate_rendered(args, space, overrides, device) -> tuple[list[float], str]:
     from optimizer.commands import open_simulator
-    from optimizer.data import load_image_set
-    from optimizer.optimize import make_task
-    from optimizer.yolo_data import load_yolo_folder
+    from optimizer.optimize import load_scene_folder, make_task
 
     if not args.test:
         raise CliError(f"scene {args.scene!r} needs --test DIR (a folder `autosim render` "
                        "wrote, or your own images/ + masks/ or YOLO labels/)")
-    load = load_yolo_folder if args.scene == "placement" else load_image_set
     try:
-        test_set = load(args.test)
+        test_set = load_scene_folder(args.scene, args.test)
     except DatasetError as exc:
         raise CliError(f"--test: {exc}") from exc
     height, width = test_set.images.shape[1:3]

@@ -129,14 +129,8 @@ def open_scene(config: dict[str, Any], args: argparse.Namespace) -> Iterator[dic
     if not config.get("val"):
         raise CliError(f"scene {scene!r} needs --val DIR (make one with: autosim render "
                        f"--scene {scene} --n 64 --out DIR)")
-    detection = scene == "placement"
     try:  # before any server starts: a bad folder should cost nothing
-        if detection:
-            from optimizer.yolo_data import load_yolo_folder
-
-            val_set = load_yolo_folder(config["val"])
-        else:
-            val_set = load_image_set(config["val"])
+        val_set = load_scene_folder(scene, config["val"])
     except DatasetError as exc:
         raise CliError(f"--val: {exc}") from exc
     with open_simulator(args, scene) as sim:
@@ -149,6 +143,16 @@ def open_scene(config: dict[str, Any], args: argparse.Namespace) -> Iterator[dic
             target = None
         yield {"sim": sim, "task": task, "val": val, "device": device, "target": target,
                "render": lambda latents: sim.render(latents, width, height)}
+
+
+def load_scene_folder(scene: str, path: str | Path) -> Any:
+    """A validation or test folder in the scene's task format: YOLO images/ + labels/
+    (placement) or images/ + masks/; a bad folder raises DatasetError."""
+    if scene == "placement":
+        from optimizer.yolo_data import load_yolo_folder
+
+        return load_yolo_folder(path)
+    return load_image_set(path)
 
 
 def make_task(scene: str, classes: list[str], config: dict[str, Any], val_set: Any):
