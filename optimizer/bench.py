@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from optimizer import algorithms
 from optimizer.algorithms.base import Context
@@ -25,7 +24,7 @@ from optimizer.bench_report import markdown, plot
 from optimizer.bench_setup import BenchSetup, Target, open_bench
 from optimizer.errors import CliError
 from optimizer.judge import EVAL, gap_closed, mean_std
-from optimizer.run import Runner, read_metrics, resolve_device
+from optimizer.run import Runner, read_metrics, resolve_device, strict_json
 
 AUTOSIM_VARIANTS = {"autosimulate": "quadratic", "approx_quadratic": "approx_quadratic",
                     "linear": "linear", "no_val": "no_val"}
@@ -112,6 +111,9 @@ def summarise(runs: list[dict[str, Any]], methods: list[str], refs: dict[str, di
     """Per method: the judged test metric at each checkpoint, gap closed (mean and spread over
     the separable targets, each target's seeds averaged first), images to close REACH of the
     gap."""
+    # (start, target) judged means of the targets the judge tells apart from the start
+    spans = {name: (mean_std(ref["start"])[0], mean_std(ref["target"])[0])
+             for name, ref in refs.items() if separable(ref)}
     rows = []
     for method in methods:
         mine = [r for r in runs if r["method"] == method]
@@ -121,10 +123,7 @@ def summarise(runs: list[dict[str, Any]], methods: list[str], refs: dict[str, di
         row["test"] = [mean_std([r["checkpoints"][i]["test"] for r in mine])
                        for i in range(len(fractions))]
         gaps, per_target = [], {}
-        for name, ref in refs.items():
-            if not separable(ref):
-                continue
-            s0, st = mean_std(ref["start"])[0], mean_std(ref["target"])[0]
+        for name, (s0, st) in spans.items():
             ts = [r for r in mine if r["target"] == name]
             per_target[name] = [mean_std([gap_closed(r["checkpoints"][i]["test"], s0, st)
                                           for r in ts])[0] for i in range(len(fractions))]
@@ -134,11 +133,10 @@ def summarise(runs: list[dict[str, Any]], methods: list[str], refs: dict[str, di
         for level in REACH:
             reach, total = [], 0
             for r in mine:
-                ref = refs[r["target"]]
-                if not separable(ref):
+                if r["target"] not in spans:
                     continue
                 total += 1
-                s0, st = mean_std(ref["start"])[0], mean_std(ref["target"])[0]
+                s0, st = spans[r["target"]]
                 hit = images_to_reach(r["checkpoints"], s0 + level * (st - s0))
                 if hit is not None:
                     reach.append(hit)
@@ -148,7 +146,7 @@ def summarise(runs: list[dict[str, Any]], methods: list[str], refs: dict[str, di
                                          if r.get("agreement")])
         rows.append(row)
     return {"rows": rows, "fractions": fractions,
-            "separable": [name for name, ref in refs.items() if separable(ref)]}
+            "separable": list(spans)}
 
 
 def judge_references(setup: BenchSetup, target: Target, seeds: int) -> dict[str, Any]:
@@ -236,18 +234,3 @@ def cmd_bench(args: argparse.Namespace) -> int:
     print(table)
     print("bench.json, bench.md" + (", bench.png" if runs else "") + f" in {out}")
     return 0
-
-
-def strict_json(value: Any) -> Any:
-    """JSON has no NaN or Infinity: non-finite numbers become null, numpy/torch become lists."""
-    if isinstance(value, dict):
-        return {k: strict_json(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [strict_json(v) for v in value]
-    if isinstance(value, np.ndarray | torch.Tensor):
-        return strict_json(value.tolist())
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return value

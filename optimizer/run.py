@@ -114,7 +114,7 @@ class Runner:
                     record["psi_target_distance"] = float(
                         np.linalg.norm((algo.psi - self.target.psi)[free]))
                 with open(self.out / METRICS, "a", encoding="utf-8") as fh:
-                    fh.write(json.dumps(_finite_json(record)) + "\n")
+                    fh.write(json.dumps(strict_json(record), allow_nan=False) + "\n")
                 _atomic_save({"algorithm": algo.state_dict(), "wall_s": wall},
                              self.out / CHECKPOINT)
                 records.append(record)
@@ -129,11 +129,17 @@ class Runner:
         return records
 
 
-def _finite_json(record: dict[str, Any]) -> dict[str, Any]:
-    """JSON has no NaN: non-finite numbers are written as null."""
-    out = {}
-    for key, value in record.items():
-        if isinstance(value, float) and not math.isfinite(value):
-            value = None
-        out[key] = value
-    return out
+def strict_json(value: Any) -> Any:
+    """JSON has no NaN or Infinity: non-finite numbers become null (at any depth), numpy and
+    torch values plain numbers and lists."""
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [strict_json(v) for v in value]
+    if isinstance(value, np.ndarray | torch.Tensor):
+        return strict_json(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
