@@ -39,16 +39,17 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b / (na * nb)) if na > 0 and nb > 0 else float("nan")
 
 
-def hypergrad(task, model, space, val, approx: str, k: int, rng, damping=0.1, normalise=False):
+def hypergrad(task, model, space, val, approx: str, k: int, rng, damping=0.1, normalise=False,
+              stratified=False, active_only=False, baseline="loo"):
     sim = ToySimulator(space)
-    latents = space.sample(k, rng)
+    latents = space.sample(k, rng, stratified=stratified)
     data = task.to_data(sim.render(latents), "cpu")
-    score = torch.as_tensor(space.score(latents), dtype=torch.float32)
+    score = torch.as_tensor(space.score(latents, active_only=active_only), dtype=torch.float32)
     model.eval()
     params = [p for p in model.parameters() if p.requires_grad]
     res = hypergradient(approx=approx, params=params,
                         per_sample_loss=lambda: task.per_sample_loss(model, data),
-                        val_loss=lambda: task.loss(model, val), score=score,
+                        val_loss=lambda: task.loss(model, val), score=score, baseline=baseline,
                         cg=CGSettings(damping=damping, max_iter=20, rtol=1e-4))
     return res.grad.double().numpy()[space.free_mask]
 
@@ -84,7 +85,12 @@ def main() -> None:
     ap.add_argument("--targets", type=int, default=5)
     ap.add_argument("--target-seed", type=int, default=1)
     ap.add_argument("--k", type=int, default=64)
+    ap.add_argument("--variants", action="store_true",
+                    help="only cos(K, exact) for each estimator variant (sampling x active_only "
+                    "x baseline), no finite differences")
     args = ap.parse_args()
+    if args.variants:
+        return variants(args)
     torch.set_num_threads(1)
     task = ClassifierTask()
     start = ToySimulator().space
@@ -125,6 +131,46 @@ def main() -> None:
                      f"{statistics.stdev(r[k] for r in sel) if len(sel) > 1 else 0:.2f}"
                      for k in keys]
             print(f"| {state} | {approx} | " + " | ".join(cells) + " |")
+
+
+VARIANTS = [(strat, act, base) for strat in (False, True) for act in (False, True)
+            for base in ("loo", "none")]
+
+
+def variants(args) -> None:
+    """Which unbiased estimator agrees best with the expectation at the same K?"""
+    torch.set_num_threads(1)
+    task = ClassifierTask()
+    start = ToySimulator().space
+    train = task.to_data(ToySimulator().render(start.sample(1024, np.random.default_rng(3))),
+                         "cpu")
+    cos: dict[tuple, list[float]] = {}
+    for ti, target in enumerate(draw_targets(start, args.targets, args.target_seed)):
+        val = task.to_data(ToySimulator(target).render(
+            target.sample(500, np.random.default_rng(10_000 + ti))), "cpu")
+        for state, epochs in (("cold", 2), ("warm", 30)):
+            model, _ = train_fresh(task, train.subset(slice(0, 64 if state == "cold" else 1024)),
+                                   device="cpu", generator=torch.Generator().manual_seed(0),
+                                   lr=1e-2, epochs=epochs, batch_size=32)
+            for approx in ("linear", "quadratic"):
+                g_exact = hypergrad(task, model, start, val, approx, 16384,
+                                    np.random.default_rng(1), active_only=True)
+                for v in VARIANTS:
+                    c = [cosine(hypergrad(task, model, start, val, approx, args.k,
+                                          np.random.default_rng(100 + j), stratified=v[0],
+                                          active_only=v[1], baseline=v[2]), g_exact)
+                         for j in range(20)]
+                    cos.setdefault((state, approx) + v, []).append(statistics.fmean(c))
+        print(f"target {ti} done", flush=True)
+    print(f"\ncos(K = {args.k}, exact), mean ± std over {args.targets} targets "
+          f"(target seed {args.target_seed}), 20 draws each:")
+    print("| theta | approx | sampling | active_only | baseline | cos |")
+    print("|---|---|---|---|---|---|")
+    for key, vals in cos.items():
+        state, approx, strat, act, base = key
+        sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
+        print(f"| {state} | {approx} | {'stratified' if strat else 'iid'} | {act} | {base} | "
+              f"{statistics.fmean(vals):.2f} ± {sd:.2f} |")
 
 
 if __name__ == "__main__":

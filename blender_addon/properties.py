@@ -24,6 +24,7 @@ installed by operators.py, pushes the edited distribution to a running render se
 
 import contextlib
 import math
+from dataclasses import replace
 
 import bpy
 from bpy.props import (
@@ -196,15 +197,15 @@ def props_to_space(settings, base_space: ParameterSpace) -> ParameterSpace:
     params = []
     for item, p in zip(settings.params, base_space.params):
         fixed = bool(item.fixed)
-        if isinstance(p, NormalParam):
-            params.append(NormalParam(
-                p.name, [float(c.mean) for c in item.components],
-                [float(c.log_std) for c in item.components], p.low, p.high, p.doc, fixed))
+        if isinstance(p, NormalParam):  # replace keeps bounds, doc and active_if
+            params.append(replace(p, mean=[float(c.mean) for c in item.components],
+                                  log_std=[float(c.log_std) for c in item.components],
+                                  fixed=fixed))
         elif isinstance(p, CategoricalParam):
-            params.append(CategoricalParam(p.name, p.choices,
-                                           [float(c.logit) for c in item.choices], p.doc, fixed))
+            params.append(replace(p, logits=[float(c.logit) for c in item.choices],
+                                  fixed=fixed))
         else:
-            params.append(BernoulliParam(p.name, float(item.logit), p.doc, fixed))
+            params.append(replace(p, logit=float(item.logit), fixed=fixed))
     return ParameterSpace(params, base_space.name, base_space.presets)
 
 

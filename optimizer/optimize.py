@@ -43,8 +43,8 @@ SCENE_FIXED: dict[str, list[str]] = {"placement": ["object_set", "cluster_*"]}
 SCENE_TASKS = {"toy": "classifier", "clevr": "segmentation", "placement": "detection"}
 METHOD_OPTIONS = ("approx", "k", "epochs", "batch_size", "lr_theta", "lr_psi", "damping",
                   "cg_iters", "cg_rtol", "hessian", "hessian_subsample", "val_batch", "warmup",
-                  "replay", "order", "normalise", "m", "sigma2", "lr_policy", "ema", "retain",
-                  "init_points", "acq", "radius", "log_std_radius")
+                  "replay", "order", "normalise", "sampling", "active_only", "m", "sigma2",
+                  "lr_policy", "ema", "retain", "init_points", "acq", "radius", "log_std_radius")
 TOY_VAL_SEED, TOY_TEST_SEED, TOY_VAL_N = 1, 2, 500
 
 
@@ -74,6 +74,11 @@ def add_method_options(p: argparse.ArgumentParser) -> None:
                    "(paper, Algorithm 1) or before, on samples theta has not seen (fresh)")
     g.add_argument("--normalise", action="store_true", default=None,
                    help="autosimulate: divide each sample's grad l . v by its gradient norm")
+    g.add_argument("--sampling", choices=("iid", "stratified"),
+                   help="autosimulate: latents i.i.d. or Latin-hypercube stratified")
+    g.add_argument("--active-only", action=argparse.BooleanOptionalAction, default=None,
+                   help="autosimulate: drop the score terms of parameters a render does not "
+                   "use (the space's active_if; unbiased)")
     g.add_argument("--m", type=int, help="images per objective evaluation (baselines)")
     g.add_argument("--sigma2", type=float, help="REINFORCE policy variance (default 0.05)")
     g.add_argument("--lr-policy", type=float, help="REINFORCE policy learning rate")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, InitVar, dataclass, fields, replace
 from typing import Any, ClassVar
@@ -52,6 +53,14 @@ def _log_prob_sigmoid(x: np.ndarray | float) -> np.ndarray:
     return -np.logaddexp(0.0, -np.asarray(x, dtype=np.float64))
 
 
+_PPF = np.vectorize(statistics.NormalDist().inv_cdf, otypes=[np.float64])
+
+
+def _std_normal_ppf(u: np.ndarray) -> np.ndarray:
+    """Standard normal inverse CDF (stdlib: no scipy inside Blender)."""
+    return _PPF(np.clip(u, 1e-300, 1.0 - 1e-16))
+
+
 def _softmax(logits: np.ndarray) -> np.ndarray:
     e = np.exp(logits - np.max(logits))
     return e / e.sum()
@@ -74,7 +83,37 @@ class _ParamBase:
             raise SpaceError(f"{pre}.doc: expected a string, got {type(self.doc).__name__}")
         if not isinstance(self.fixed, bool):
             raise SpaceError(f"{pre}.fixed: expected true/false, got {self.fixed!r}")
+        self._check_active_if(pre)
         return pre
+
+    def _check_active_if(self, pre: str) -> None:
+        """{param: [values]}: this parameter reaches the render only when every named
+        categorical (choice names) or bernoulli (true/false) takes one of the listed values.
+        Checked against the other parameters by ParameterSpace."""
+        cond = self.active_if
+        if cond is None:
+            return
+        if not isinstance(cond, Mapping) or not cond:
+            raise SpaceError(f"{pre}.active_if: expected a non-empty object "
+                             f"{{parameter: [values]}}, got {cond!r}")
+        out = {}
+        for k, vals in cond.items():
+            if not isinstance(k, str) or k == self.name:
+                raise SpaceError(f"{pre}.active_if: keys must name other parameters, got {k!r}")
+            if not isinstance(vals, list | tuple) or not vals:
+                raise SpaceError(f"{pre}.active_if.{k}: expected a non-empty list of values, "
+                                 f"got {vals!r}")
+            out[k] = tuple(vals)
+        object.__setattr__(self, "active_if", out)
+
+    def active_columns(self, x: np.ndarray, values: Sequence[Any]) -> np.ndarray:
+        """(n,) bool: latent block x (of THIS parameter) takes one of `values`."""
+        raise SpaceError(f"param {self.name!r}: a {self.kind} cannot be an active_if condition "
+                         f"(only categoricals and bernoullis)")
+
+    def quantile(self, u: np.ndarray) -> np.ndarray:
+        """Latents from uniforms u (n, latent_size) in (0, 1): stratified sampling's inverse CDF."""
+        raise NotImplementedError
 
     def psi_keys(self) -> dict[str, int | None]:
         """Named-psi keys in psi order, with their sizes (None: a scalar)."""
@@ -119,9 +158,11 @@ class _ParamBase:
         d: dict[str, Any] = {"name": self.name, "kind": self.kind}
         for f in fields(self):  # type: ignore[arg-type]
             v = getattr(self, f.name)
-            if f.name in ("name", "doc", "fixed") or v is None:
+            if f.name in ("name", "doc", "fixed", "active_if") or v is None:
                 continue
             d[f.name] = list(v) if isinstance(v, tuple) else v
+        if self.active_if is not None:
+            d["active_if"] = {k: list(v) for k, v in self.active_if.items()}
         d["doc"], d["fixed"] = self.doc, self.fixed
         return d
 
@@ -140,6 +181,7 @@ class NormalParam(_ParamBase):
     high: Sequence[float] | float | None = None
     doc: str = ""
     fixed: bool = False
+    active_if: Mapping[str, Sequence[Any]] | None = None
     _path: InitVar[str] = ""
     kind: ClassVar[str] = "normal"
 
@@ -191,6 +233,10 @@ class NormalParam(_ParamBase):
         std = np.exp(np.asarray(self.log_std))
         return np.asarray(self.mean) + std * rng.standard_normal((n, self.dim))
 
+    def quantile(self, u: np.ndarray) -> np.ndarray:
+        z = _std_normal_ppf(u)
+        return np.asarray(self.mean) + np.exp(np.asarray(self.log_std)) * z
+
     def unpack_latent(self, x: np.ndarray) -> float | list[float]:
         return float(x[0]) if self.dim == 1 else [float(v) for v in x]
 
@@ -213,6 +259,7 @@ class CategoricalParam(_ParamBase):
     logits: Sequence[float]
     doc: str = ""
     fixed: bool = False
+    active_if: Mapping[str, Sequence[Any]] | None = None
     _path: InitVar[str] = ""
     kind: ClassVar[str] = "categorical"
 
@@ -248,9 +295,15 @@ class CategoricalParam(_ParamBase):
         return np.eye(len(theta))[x[:, 0].astype(np.intp)] - _softmax(theta)
 
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        return self.quantile(rng.random(n)[:, None])
+
+    def quantile(self, u: np.ndarray) -> np.ndarray:
         cdf = np.cumsum(_softmax(np.asarray(self.logits)))
         cdf[-1] = 1.0
-        return np.searchsorted(cdf, rng.random(n), side="right").astype(np.float64)[:, None]
+        return np.searchsorted(cdf, u[:, 0], side="right").astype(np.float64)[:, None]
+
+    def active_columns(self, x: np.ndarray, values: Sequence[Any]) -> np.ndarray:
+        return np.isin(x[:, 0], [float(self.choices.index(v)) for v in values])
 
     def check_latent(self, x: np.ndarray, path: str) -> None:
         k = len(self.choices)
@@ -280,6 +333,7 @@ class BernoulliParam(_ParamBase):
     logit: float
     doc: str = ""
     fixed: bool = False
+    active_if: Mapping[str, Sequence[Any]] | None = None
     _path: InitVar[str] = ""
     kind: ClassVar[str] = "bernoulli"
 
@@ -300,8 +354,14 @@ class BernoulliParam(_ParamBase):
         return (x[:, 0] - np.exp(_log_prob_sigmoid(theta[0])))[:, None]
 
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        return self.quantile(rng.random(n)[:, None])
+
+    def quantile(self, u: np.ndarray) -> np.ndarray:
         p = np.exp(_log_prob_sigmoid(self.logit))
-        return (rng.random(n) < p).astype(np.float64)[:, None]
+        return (u[:, :1] < p).astype(np.float64)
+
+    def active_columns(self, x: np.ndarray, values: Sequence[Any]) -> np.ndarray:
+        return np.isin(x[:, 0], [float(v) for v in values])
 
     def check_latent(self, x: np.ndarray, path: str) -> None:
         bad = np.flatnonzero((x[:, 0] != 0.0) & (x[:, 0] != 1.0))

@@ -59,6 +59,7 @@ class ParameterSpace:
         self._latent_labels = [p.name for p in self._params for _ in range(p.latent_size)]
         self._log_std_idx = np.array([i for i, lab in enumerate(self._labels)
                                       if ".log_std" in lab], dtype=np.intp)
+        self._check_conditions()
         if presets is not None and not isinstance(presets, Mapping):
             raise SpaceError(f"presets: expected an object, got {type(presets).__name__}")
         self._presets: dict[str, dict[str, dict[str, Any]]] = {}
@@ -67,6 +68,29 @@ class ParameterSpace:
                 raise SpaceError(f"presets: preset names must be non-empty strings, got {pname!r}")
             self._presets[pname] = self._parse_named(named, f"presets.{pname}")
             self._check_psi(self._pack(self._presets[pname], self._psi), f"presets.{pname}")
+
+    def _check_conditions(self) -> None:
+        for i, p in enumerate(self._params):
+            for k, vals in (p.active_if or {}).items():
+                pre = f"params[{i}] ({p.name!r}).active_if.{k}"
+                if k not in self._psi_slices:
+                    raise SpaceError(f"{pre}: unknown parameter (known: {_known(self.names)})")
+                q = self._param(k)
+                if q.active_if is not None:
+                    raise SpaceError(f"{pre}: {k!r} is itself conditional (active_if); a "
+                                     f"condition must name an unconditional parameter")
+                if isinstance(q, CategoricalParam):
+                    bad = [v for v in vals if v not in q.choices]
+                    if bad:
+                        raise SpaceError(f"{pre}: unknown choice {bad[0]!r} (known: "
+                                         f"{_known(list(q.choices))})")
+                elif isinstance(q, BernoulliParam):
+                    bad = [v for v in vals if not isinstance(v, bool)]
+                    if bad:
+                        raise SpaceError(f"{pre}: expected true/false, got {bad[0]!r}")
+                else:
+                    raise SpaceError(f"{pre}: a condition must be a categorical or bernoulli "
+                                     f"parameter, {k!r} is {q.kind}")
 
     # ---- read-only views (copies, so callers cannot alter the space) ------------------------
     @property
@@ -231,14 +255,36 @@ class ParameterSpace:
             p.check_latent(a[:, self._latent_slices[p.name]], "latents")
         return a
 
-    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        """n latents from q_psi as an (n, latent_dim) float64 array; rng makes it reproducible."""
+    def sample(self, n: int, rng: np.random.Generator, stratified: bool = False) -> np.ndarray:
+        """n latents from q_psi as an (n, latent_dim) float64 array; rng makes it reproducible.
+
+        stratified: Latin hypercube sampling. Each latent column's n uniforms fall one in each
+        of n equal strata (in an independent random order per column), pushed through the
+        inverse CDF: every row is still an exact draw from q_psi (so sample means stay
+        unbiased), but a categorical's choice counts are within one of n * p and a normal's
+        draws cover its quantiles evenly, which cuts the variance of score-function averages.
+        """
         if not isinstance(rng, np.random.Generator):
             raise TypeError(f"rng: expected numpy.random.Generator, got {type(rng).__name__}")
         if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 0:
             raise SpaceError(f"n: expected an integer >= 0, got {n!r}")
-        return np.concatenate([p.sample(int(n), rng) for p in self._params]
-                              or [np.zeros((int(n), 0))], axis=1)
+        n = int(n)
+        if not stratified:
+            return np.concatenate([p.sample(n, rng) for p in self._params]
+                                  or [np.zeros((n, 0))], axis=1)
+        strata = np.argsort(rng.random((n, self.latent_dim)), axis=0)  # a permutation per column
+        u = (strata + rng.random((n, self.latent_dim))) / max(n, 1)
+        return np.concatenate([p.quantile(u[:, self._latent_slices[p.name]])
+                               for p in self._params] or [np.zeros((n, 0))], axis=1)
+
+    def active(self, latents: ArrayLike) -> np.ndarray:
+        """(n, n_params) bool: which parameters reach each latent's render (active_if)."""
+        x = self.validate_latents(latents)
+        out = np.ones((x.shape[0], len(self._params)), dtype=bool)
+        for i, p in enumerate(self._params):
+            for k, vals in (p.active_if or {}).items():
+                out[:, i] &= self._param(k).active_columns(x[:, self._latent_slices[k]], vals)
+        return out
 
     def log_prob(self, latents: ArrayLike, psi: ArrayLike | None = None) -> np.ndarray:
         """log q_psi(s) per row, (n,); psi=None: current psi (else checked: shape, finite)."""
@@ -248,13 +294,23 @@ class ParameterSpace:
             out += p.log_prob(x[:, self._latent_slices[p.name]], theta[self._psi_slices[p.name]])
         return out
 
-    def score(self, latents: ArrayLike, psi: ArrayLike | None = None) -> np.ndarray:
-        """Exact d/dpsi log q_psi(s) per row, (n, psi_dim); fixed params included (mask them)."""
+    def score(self, latents: ArrayLike, psi: ArrayLike | None = None,
+              active_only: bool = False) -> np.ndarray:
+        """Exact d/dpsi log q_psi(s) per row, (n, psi_dim); fixed params included (mask them).
+
+        active_only: zero the score of parameters a latent's render does not use (active_if).
+        Those terms are zero-mean noise in a score-function estimate, E[f(s) score_j] = 0 when
+        f does not depend on s_j and s_j is independent of the condition, so dropping them is
+        Rao-Blackwellisation: same expectation, less variance.
+        """
         x, theta = self.validate_latents(latents), self._theta(psi)
         out = np.zeros((x.shape[0], self.psi_dim))
-        for p in self._params:
+        act = self.active(x) if active_only else None
+        for i, p in enumerate(self._params):
             ps = self._psi_slices[p.name]
             out[:, ps] = p.score(x[:, self._latent_slices[p.name]], theta[ps])
+            if act is not None:
+                out[~act[:, i], ps] = 0.0
         return out
 
     def unpack_latent(self, row: ArrayLike) -> dict[str, Any]:

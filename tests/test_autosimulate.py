@@ -212,12 +212,13 @@ def test_replay_pools_recent_samples_with_importance_weights(monkeypatch):
     drawn, spaces = [], []
     real_sample = algo.space.sample
 
-    def sample(n, rng):
+    def sample(n, rng, stratified=False):
         spaces.append(algo.space)
-        drawn.append(real_sample(n, rng))
+        drawn.append(real_sample(n, rng, stratified))
         return drawn[-1]
 
-    monkeypatch.setattr(type(algo.space), "sample", lambda self, n, rng: sample(n, rng))
+    monkeypatch.setattr(type(algo.space), "sample",
+                        lambda self, n, rng, stratified=False: sample(n, rng, stratified))
     for _ in range(4):
         algo.step()
     assert [len(kw["score"]) for kw, _ in calls] == [16, 32, 48, 48]  # a window of 2 + 1
@@ -262,3 +263,30 @@ def test_bad_options_are_rejected():
         _algo(replay=-1)
     with pytest.raises(ValueError, match="approximation"):
         _algo(approx="cubic")
+
+
+def test_stratified_sampling_and_active_only_reach_the_estimator(monkeypatch):
+    """sampling='stratified' draws Latin-hypercube latents (the toy's uniform 4-way component:
+    exactly K/4 each) and active_only hands the estimator the score with the unused
+    components' terms zeroed."""
+    calls = _spy_hypergradient(monkeypatch)
+    algo, _ = _algo(k=16, sampling="stratified", active_only=True)
+    drawn = []
+    real_sample = algo.space.sample
+    monkeypatch.setattr(type(algo.space), "sample", lambda self, n, rng, stratified=False:
+                        drawn.append((stratified, real_sample(n, rng, stratified))) or drawn[-1][1])
+    space = algo.space
+    algo.step()
+    (stratified, latents), = drawn
+    assert stratified
+    comp = latents[:, space.latent_slices["component"]][:, 0].astype(int)
+    assert np.bincount(comp, minlength=4).tolist() == [4, 4, 4, 4]
+    score = calls[0][0]["score"].numpy()
+    np.testing.assert_allclose(score, space.score(latents, active_only=True), rtol=1e-5,
+                               atol=1e-6)
+    for i, name in enumerate(("c0a", "c0b", "c1a", "c1b")):
+        rows = comp != i
+        assert np.all(score[rows, space.psi_slices[name]] == 0.0)
+        assert np.all(score[~rows, space.psi_slices[name]] != 0.0)
+    with pytest.raises(ValueError, match="sampling must be"):
+        _algo(sampling="sobol")

@@ -57,6 +57,12 @@ class AutoSimulate(Algorithm):
         # the K directional derivatives divided by the samples' gradient norms (a cosine
         # with v): see hypergrad.hypergradient
         "normalise": False,
+        # iid | stratified: Latin hypercube latents (space.sample): every row an exact draw
+        # from q_psi, choice counts within one of K * p, normals spread over their quantiles
+        "sampling": "iid",
+        # drop the score terms of parameters a sample's render does not use (the space's
+        # active_if): unbiased (Rao-Blackwellised), less variance
+        "active_only": False,
     }
 
     def __init__(self, ctx: Context, **options: Any) -> None:
@@ -73,6 +79,8 @@ class AutoSimulate(Algorithm):
             raise ValueError(f"warmup must be >= 0, got {o['warmup']}")
         if o["order"] not in ("paper", "fresh"):
             raise ValueError(f"order must be 'paper' or 'fresh', got {o['order']!r}")
+        if o["sampling"] not in ("iid", "stratified"):
+            raise ValueError(f"sampling must be 'iid' or 'stratified', got {o['sampling']!r}")
         if int(o["replay"]) < 0:
             raise ValueError(f"replay must be >= 0, got {o['replay']}")
         self.model = ctx.task.build_model(self.torch_gen).to(ctx.device)
@@ -97,7 +105,8 @@ class AutoSimulate(Algorithm):
 
     def step(self) -> dict[str, Any]:
         o, ctx, task = self.options, self.ctx, self.ctx.task
-        latents = self.space.sample(int(o["k"]), self.rng)
+        latents = self.space.sample(int(o["k"]), self.rng,
+                                    stratified=o["sampling"] == "stratified")
         data = self.render(latents)
         record: dict[str, Any] = {}
         skipped, hyper_s = "", 0.0
@@ -169,8 +178,8 @@ class AutoSimulate(Algorithm):
         params = self._hyper_params()
         new_data = data
         data, latents, weights, baseline = self._pool(data, latents)
-        score = torch.as_tensor(self.space.score(latents), dtype=torch.float32,
-                                device=ctx.device)
+        score = torch.as_tensor(self.space.score(latents, active_only=bool(o["active_only"])),
+                                dtype=torch.float32, device=ctx.device)
         val = ctx.val
         if int(o["val_batch"]) and int(o["val_batch"]) < len(val):
             idx = torch.randperm(len(val), generator=self.torch_gen)[: int(o["val_batch"])]

@@ -4,8 +4,8 @@ The "real" data: 2-D points of two classes, each a mixture of 3 Gaussians. The s
 2 components per class; psi holds their means and log-stds (the mixture weights are a fixed
 categorical). A latent holds the component index and one draw from every component; the
 deterministic "renderer" picks the drawn point of the chosen component. Independent draws of the
-unused components keep q_psi a product of the ParameterSpace's independent parameters (their
-score terms are zero-mean noise, not bias).
+unused components keep q_psi a product of the ParameterSpace's independent parameters; each
+component says so (`active_if`), so score-function estimates can drop their zero-mean noise.
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ def toy_space() -> ParameterSpace:
     for name in COMPONENTS:
         params.append({"name": name, "kind": "normal", "mean": list(START[name]),
                        "log_std": [START_LOG_STD] * 2, "low": [-BOX] * 2, "high": [BOX] * 2,
-                       "doc": f"component {name[-1]} of class {name[1]}"})
+                       "doc": f"component {name[-1]} of class {name[1]}",
+                       "active_if": {"component": [name]}})
     return ParameterSpace.from_dict({"format": "autosim.space", "version": 1, "name": "toy",
                                      "params": params})
 
