@@ -127,18 +127,18 @@ def _scene(description: SceneDescription, data: Any) -> Any:
 
 
 def _check_conflicts(resolved: list[Resolved]) -> None:
-    writers: dict[str, list[tuple[int | None, Resolved]]] = {}
+    writers: dict[tuple[int, int, str], list[tuple[int | None, Resolved]]] = {}
     for r in resolved:
-        for target, comp in r.writes:
-            for c2, other in writers.get(target, []):
+        for target, ident, comp in r.writes:
+            for c2, other in writers.get(ident, []):
                 if other is not r and (comp is None or c2 is None or comp == c2):
                     raise fail(r.b, r.i, f"{target} is also written by bindings[{other.i}] "
                                          f"({other.b.label})")
-            writers.setdefault(target, []).append((comp, r))
+            writers.setdefault(ident, []).append((comp, r))
     for r in resolved:
-        for target in r.reads:
-            if target in writers:
-                other = writers[target][0][1]
+        for target, ident, _ in r.reads:
+            if ident in writers:
+                other = writers[ident][0][1]
                 raise fail(r.b, r.i, f"reads {target}, which bindings[{other.i}] "
                                      f"({other.b.label}) writes: a render would depend on the "
                                      f"previous latent")

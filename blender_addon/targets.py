@@ -24,17 +24,23 @@ class Plan:
     def __init__(self) -> None:
         self.writes: dict[tuple[int, int, str], list] = {}
 
-    @staticmethod
-    def _key(owner: Any, attr: str) -> tuple[int, int, str]:
-        # material slots are not real structs: their pointer is only unique within their ID
-        return owner.id_data.as_pointer(), owner.as_pointer(), attr
-
     def get(self, owner: Any, attr: str) -> Any:
-        w = self.writes.get(self._key(owner, attr))
+        w = self.writes.get(identity(owner, attr))
         return copy_value(getattr(owner, attr)) if w is None else w[2]
 
     def set(self, owner: Any, attr: str, value: Any) -> None:
-        self.writes[self._key(owner, attr)] = [owner, attr, value]
+        self.writes[identity(owner, attr)] = [owner, attr, value]
+
+
+def identity(owner: Any, attr: str) -> tuple[int, int, str]:
+    """Which property this is, however its path was spelled (inputs[1] or inputs["Strength"]).
+    Material slots are not real structs: their pointer is only unique within their ID."""
+    return owner.id_data.as_pointer(), owner.as_pointer(), attr
+
+
+def _target(idb: Any, attr: str) -> tuple[str, tuple[int, int, str], None]:
+    data = "collections" if isinstance(idb, bpy.types.Collection) else "objects"
+    return f"{id_ref(data, idb.name)}.{attr}", identity(idb, attr), None
 
 
 def copy_value(v: Any) -> Any:
@@ -68,8 +74,9 @@ class Resolved:
 
     def __init__(self, b: Binding, i: int, p: Param, data: Any, scene: Any) -> None:
         self.b, self.i, self.p = b, i, p
-        self.writes: list[tuple[str, int | None]] = []  # (target, component) for conflicts
-        self.reads: list[str] = []
+        # (target as written in messages, identity(), array component or None): for conflicts
+        self.writes: list[tuple[str, tuple[int, int, str], int | None]] = []
+        self.reads: list[tuple[str, tuple[int, int, str], int | None]] = []
         getattr(self, f"_resolve_{b.kind}")(data, scene)
 
     def fail(self, msg: str) -> SceneError:
@@ -116,11 +123,8 @@ class Resolved:
                             f"property (needs {' or '.join(allowed)})")
         self.ptype, self.size, self.is_int = ptype, size, prop.type == "INT"
         self.comps = b.components
-        try:  # the canonical spelling, so inputs[1] and inputs["Strength"] are one target
-            base = f"{id_ref(b.data, b.id)}.{owner.path_from_id(self.attr)}"
-        except ValueError:
-            base = f"{id_ref(b.data, b.id)}.{b.path}"
-        self.writes = [(base, c) for c in self.comps] if self.comps else [(base, None)]
+        base = f"{id_ref(b.data, b.id)}.{b.path}"
+        self.writes = [(base, identity(owner, self.attr), c) for c in self.comps or (None,)]
         if isinstance(p, NormalParam):
             self._resolve_number(p, prop)
         elif isinstance(p, CategoricalParam):
@@ -212,8 +216,8 @@ class Resolved:
         for coll in self.colls.values():
             if coll.as_pointer() not in inside:
                 raise self.fail(f"collection {coll.name!r} is not in scene {scene.name!r}")
-        refs = [id_ref("collections", c.name) for c in self.colls.values()]
-        self.writes = [(f"{r}.{a}", None) for r in refs for a in ("hide_render", "hide_viewport")]
+        self.writes = [_target(c, a) for c in self.colls.values()
+                       for a in ("hide_render", "hide_viewport")]
 
     def _plan_one_of(self, v: Any, latent: dict, plan: Plan) -> None:
         for choice, coll in self.colls.items():
@@ -228,7 +232,7 @@ class Resolved:
             if site.type != "EMPTY":
                 raise self.fail(f"site {name!r}: object {site.name!r} is a {site.type.lower()}, "
                                 f"not an empty")
-        self.reads = [f"{id_ref('objects', s.name)}.location" for s in self.sites.values()]
+        self.reads = [_target(s, "location") for s in self.sites.values()]
         target = self._id(data, b.data, b.id)
         if b.data == "objects":
             if target.parent is not None:
@@ -245,8 +249,8 @@ class Resolved:
             self.coll = target
             self.roots = [(o, tuple(a - z for a, z in zip(o.location, base)))
                           for o in sorted(roots, key=lambda o: o.name)]
-            self.writes = [(f"{id_ref('collections', target.name)}.instance_offset", None)]
-        self.writes += [(f"{id_ref('objects', o.name)}.location", None) for o, _ in self.roots]
+            self.writes = [_target(target, "instance_offset")]
+        self.writes += [_target(o, "location") for o, _ in self.roots]
 
     def _plan_site(self, v: Any, latent: dict, plan: Plan) -> None:
         site = self.sites[v]
@@ -269,7 +273,8 @@ class Resolved:
             raise self.fail(f"object {self.obj.name!r} has {len(self.obj.material_slots)} "
                             f"material slots, no slot {self.b.slot}")
         self.mats = self._alternatives(data, "materials")
-        self.writes = [(self.b.target, None)]
+        slot = self.obj.material_slots[self.b.slot]
+        self.writes = [(self.b.target, identity(slot, "material"), None)]
 
     def _plan_material(self, v: Any, latent: dict, plan: Plan) -> None:
         slot = self.obj.material_slots[self.b.slot]
@@ -281,7 +286,7 @@ class Resolved:
         if self.obj.type != "MESH":
             raise self.fail(f"object {self.obj.name!r} is a {self.obj.type.lower()}, not a mesh")
         self.meshes = self._alternatives(data, "meshes")
-        self.writes = [(self.b.target, None)]
+        self.writes = [_target(self.obj, "data")]
 
     def _plan_mesh(self, v: Any, latent: dict, plan: Plan) -> None:
         plan.set(self.obj, "data", self.meshes[v])
@@ -301,8 +306,7 @@ class Resolved:
             if int(c) > len(self.objs):
                 raise self.fail(f"choice {c!r}: collection {coll.name!r} has only "
                                 f"{len(self.objs)} objects")
-        self.writes = [(f"{id_ref('objects', o.name)}.{a}", None) for o in self.objs
-                       for a in ("hide_render", "hide_viewport")]
+        self.writes = [_target(o, a) for o in self.objs for a in ("hide_render", "hide_viewport")]
 
     def _plan_count(self, v: Any, latent: dict, plan: Plan) -> None:
         for k, obj in enumerate(self.objs):

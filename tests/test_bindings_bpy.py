@@ -296,12 +296,50 @@ def _resolve_error(binding, *params):
     (Binding("x", "count", id="Slots"), _c("x", ["1", "4"]), "has only 3 objects"),
     (Binding("x", data="objects", id="Hero", path="location"), _n("x", [0.0, 0.0, 0.0]),
      'objects["Hero"].location is also written by bindings[12]'),
+    (Binding("x", data="worlds", id="World",  # the same socket, spelled by index
+             path='node_tree.nodes["Background"].inputs[1].default_value'), _n("x", 1.0),
+     "is also written by bindings[2] ('world_strength'"),
+    (Binding("x", "count", id="Slots"), _c("x", ["0", "1"]), "also written by bindings[15]"),
 ], ids=lambda v: v if isinstance(v, str) else None)
 def test_resolve_names_the_binding(bound, binding, extra, message):
     before = _snapshot()
     text = _resolve_error(binding, extra)
     assert text.startswith(f"bindings[{len(BINDINGS)}] ({binding.label}): ") and message in text
     assert _snapshot() == before
+
+
+def test_a_site_must_not_read_a_moving_empty(bound):
+    moving = Binding("x", data="objects", id="SiteR", path="location")
+    with pytest.raises(SceneError) as err:
+        resolve(SceneDescription(ParameterSpace([*PARAMS, _n("x", [0.0, 0.0, 0.0])]),
+                                 [*BINDINGS, moving], CLASSES), bpy.data)
+    assert str(err.value).startswith("bindings[12] ('hero_site' -> objects[\"Hero\"] site): "
+                                     "reads objects[\"SiteR\"].location, which bindings[17]")
+
+
+def test_class_precedence_object_over_collections(bound):
+    group, inner = bpy.data.collections.new("Group"), bpy.data.collections.new("Inner")
+    bpy.context.scene.collection.children.link(group)
+    group.children.link(inner)
+    group[CLASS_PROPERTY] = "cube"
+    _object("Nested", None, (0.0, 0.0, 0.0), inner)  # takes the nearest collection's class
+    bpy.data.objects["Slot0"][CLASS_PROPERTY] = "prop"  # the object's own beats its collection
+    again = resolve(SceneDescription(ParameterSpace(PARAMS), BINDINGS, CLASSES), bpy.data)
+    classes = {name: CLASSES[c] for name, (_, c) in again.labels.items()}
+    assert classes["Nested"] == "cube" and classes["Slot0"] == "prop"
+    assert classes["PropB"] == "prop"  # no description label now: its own property counts
+    inner[CLASS_PROPERTY] = "sphere"
+    group.objects.link(bpy.data.objects["Nested"])  # two collections, one level, two classes
+    with pytest.raises(SceneError, match="object 'Nested': its collections give it different"):
+        resolve(SceneDescription(ParameterSpace(PARAMS), BINDINGS, CLASSES), bpy.data)
+
+
+def test_stale_binding_and_restore(bound, blend):
+    store(DESCRIPTION, bpy.data)  # again: the same Text, rewritten
+    assert [t.name for t in bpy.data.texts] == [TEXT_NAME] and read(bpy.data) == DESCRIPTION
+    bpy.ops.wm.open_mainfile(filepath=blend)
+    with pytest.raises(SceneError, match="no longer exists.*resolve again"):
+        bound.apply(BASE_LATENT)
 
 
 def test_resolve_checks_labels(bound):
