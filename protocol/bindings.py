@@ -91,7 +91,7 @@ def split_path(path: str) -> tuple[str, str]:
 
 def id_ref(data: str, name: str) -> str:
     """lights["Key"]: an ID as Blender's Python writes it."""
-    quoted = name.replace("\\", "\\\\").replace('"', '\\"')
+    quoted = str(name).replace("\\", "\\\\").replace('"', '\\"')
     return f'{data}["{quoted}"]'
 
 
@@ -99,6 +99,16 @@ def jitter_offset(values: Sequence[float], radius: float) -> tuple[float, ...]:
     """radius * (2 Phi(v) - 1) per axis: uniform on [-radius, radius] when v ~ N(0, 1), and still
     a smooth function of a learnable normal param (so the score-function gradient covers it)."""
     return tuple(radius * math.erf(float(v) / math.sqrt(2.0)) for v in values)
+
+
+def _scene_error(check: Any, *args: Any) -> Any:
+    """The distributions' number checks, raising SceneError (callers catch one error type)."""
+    try:
+        return check(*args)
+    except SceneError:
+        raise
+    except SpaceError as e:
+        raise SceneError(str(e)) from None
 
 
 def _a(word: str) -> str:
@@ -179,7 +189,7 @@ class Binding:
                              f"(known: {_known(PROPERTY_TYPES)})")
         for k in ("low", "high"):
             if getattr(self, k) is not None:
-                object.__setattr__(self, k, _vec(getattr(self, k), f"{pre}.{k}"))
+                object.__setattr__(self, k, _scene_error(_vec, getattr(self, k), f"{pre}.{k}"))
         if self.components is not None:
             comps = self.components
             if (not isinstance(comps, list | tuple) or not comps
@@ -197,7 +207,7 @@ class Binding:
             raise SceneError(f"{pre}.slot: expected a material slot index >= 0, got {self.slot!r}")
         if not isinstance(self.jitter, str):
             raise SceneError(f"{pre}.jitter: expected a parameter name, got {self.jitter!r}")
-        radius = _num(self.radius, f"{pre}.radius")
+        radius = _scene_error(_num, self.radius, f"{pre}.radius")
         if bool(self.jitter) != (radius > 0):
             raise SceneError(f"{pre}.radius: jitter needs both a normal param and a radius > 0 "
                              f"(got jitter={self.jitter!r}, radius={self.radius!r})")
@@ -337,10 +347,7 @@ def check_latent(params: Sequence[Param], latent: Any) -> dict[str, Any]:
     for p in params:
         v, path = latent[p.name], f"latent.{p.name}"
         if isinstance(p, NormalParam):
-            try:
-                out[p.name] = _vec(v, path, p.dim)
-            except SpaceError as e:
-                raise SceneError(str(e)) from None
+            out[p.name] = _scene_error(_vec, v, path, p.dim)
         elif isinstance(p, CategoricalParam):
             if not isinstance(v, str) or v not in p.choices:
                 raise SceneError(f"{path}: unknown choice {v!r} (known: {list(p.choices)})")

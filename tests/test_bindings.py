@@ -153,9 +153,13 @@ def test_checks_against_the_space(binding, message):
     ({"param": "a", "kind": "material", "id": "C", "slot": -1}, "slot: expected a material slot"),
     ({"param": "a", "kind": "mesh", "id": "C", "colour": 1}, "colour: unknown key"),
     ({"kind": "mesh", "id": "C"}, "param: missing required field"),
+    ({"param": "a", "data": "o", "id": 5, "path": "p"}, "id: expected a non-empty string"),
+    ({"param": "a", "data": "o", "id": "C", "path": "p", "low": "x"}, "low: expected a number"),
+    ({"param": "a", "kind": "site", "id": "C", "jitter": "j", "radius": math.inf},
+     "radius: must be finite"),
 ])
 def test_binding_fields(d, message):
-    with pytest.raises(SceneError) as err:
+    with pytest.raises(SceneError) as err:  # SceneError, not only its base SpaceError
         Binding.from_dict(d, "bindings[0]")
     assert str(err.value).startswith("bindings[0]") and message in str(err.value), err.value
 
