@@ -13,7 +13,15 @@ from typing import Any
 
 import bpy
 
-from protocol.bindings import Binding, SceneError, id_ref, jitter_offset, split_path
+from protocol.bindings import (
+    TYPE_PARAMS,
+    Binding,
+    SceneError,
+    id_ref,
+    jitter_offset,
+    split_path,
+    with_article,
+)
 from protocol.distributions import BernoulliParam, CategoricalParam, NormalParam, Param
 
 
@@ -114,12 +122,9 @@ class Resolved:
             raise self.fail(f"{owner.bl_rna.identifier}.{self.attr} is read-only")
         if b.type and b.type != ptype:
             raise self.fail(f"declared type {b.type!r} but the target is {ptype!r}")
-        allowed = {"float": ("normal", "categorical"), "int": ("normal", "categorical"),
-                   "vector": ("normal",), "color": ("normal",), "enum": ("categorical",),
-                   "bool": ("bernoulli",)}[ptype]
+        allowed = TYPE_PARAMS[ptype]
         if p.kind not in allowed:
-            article = "an" if ptype == "enum" else "a"
-            raise self.fail(f"parameter is {p.kind} but the target is {article} {ptype} "
+            raise self.fail(f"parameter is {p.kind} but the target is {with_article(ptype)} "
                             f"property (needs {' or '.join(allowed)})")
         self.ptype, self.size, self.is_int = ptype, size, prop.type == "INT"
         self.comps = b.components
@@ -181,9 +186,9 @@ class Resolved:
             except ValueError:
                 x = math.nan
             if not math.isfinite(x) or (self.is_int and x != round(x)):
-                raise self.fail(f"parameter is categorical but the target is a {self.ptype} "
-                                f"property: choice {c!r} selects {v!r}, not "
-                                f"{'an integer' if self.is_int else 'a number'}")
+                raise self.fail(f"parameter is categorical but the target is "
+                                f"{with_article(self.ptype)} property: choice {c!r} selects "
+                                f"{v!r}, not {'an integer' if self.is_int else 'a number'}")
             if not prop.hard_min <= x <= prop.hard_max:
                 raise self.fail(f"choice {c!r} selects {v}, outside the property's range "
                                 f"[{prop.hard_min:g}, {prop.hard_max:g}]")

@@ -53,7 +53,7 @@ _DATA = {"one_of": ("collections",), "site": ("objects", "collections"),
          "material": ("objects",), "mesh": ("objects",), "count": ("collections",)}
 _PARAM_KIND = {"one_of": "categorical", "site": "categorical", "material": "categorical",
                "mesh": "categorical", "count": "categorical"}
-_TYPE_PARAMS = {"float": ("normal", "categorical"), "int": ("normal", "categorical"),
+TYPE_PARAMS = {"float": ("normal", "categorical"), "int": ("normal", "categorical"),
                 "vector": ("normal",), "color": ("normal",), "enum": ("categorical",),
                 "bool": ("bernoulli",)}
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
@@ -111,7 +111,7 @@ def _scene_error(check: Any, *args: Any) -> Any:
         raise SceneError(str(e)) from None
 
 
-def _a(word: str) -> str:
+def with_article(word: str) -> str:
     """'a float', 'an enum': for messages."""
     return f"{'an' if word[:1] in 'aeiou' else 'a'} {word}"
 
@@ -239,9 +239,9 @@ class Binding:
             raise SceneError(f"{pre}: unknown parameter {self.param!r} "
                              f"(known: {_known(list(params))})")
         p = params[self.param]
-        want = _PARAM_KIND.get(self.kind) or (_TYPE_PARAMS[self.type] if self.type else None)
+        want = _PARAM_KIND.get(self.kind) or (TYPE_PARAMS[self.type] if self.type else None)
         if want and p.kind not in want:
-            what = f"{_a(self.type)} property" if self.kind == "property" else \
+            what = f"{with_article(self.type)} property" if self.kind == "property" else \
                 f"a {self.kind!r} binding"
             raise SceneError(f"{pre}: parameter is {p.kind} but the target is {what} "
                              f"(needs {' or '.join(want) if isinstance(want, tuple) else want})")
@@ -294,7 +294,7 @@ class Binding:
             except ValueError:
                 x = math.nan
             if numeric and not math.isfinite(x):
-                what = "a count" if self.kind == "count" else f"{_a(self.type)} property"
+                what = "a count" if self.kind == "count" else f"{with_article(self.type)} property"
                 raise SceneError(f"{pre}: parameter is categorical but the target is {what}: "
                                  f"choice {c!r} selects {v!r}, not a number (a categorical "
                                  f"drives a number only through numeric choices)")
