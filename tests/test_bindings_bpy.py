@@ -263,6 +263,14 @@ def test_render_through_the_scene_module_interface(blend):
     assert module.classes() == CLASSES
 
 
+def test_a_file_without_a_description(blend, tmp_path):
+    with pytest.raises(SceneError, match="no such .blend file"):
+        BlendScene(tmp_path / "none.blend").build()
+    bpy.ops.wm.read_homefile(use_empty=True)
+    with pytest.raises(SceneError, match="no autosim scene description"):
+        BlendScene().build()
+
+
 def _resolve_error(binding, *params):
     space = ParameterSpace([*PARAMS, *params], "errors")
     with pytest.raises(SceneError) as err:
