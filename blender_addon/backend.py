@@ -16,24 +16,44 @@ from .scenes import classes as scene_classes
 
 
 class BpyBackend:
-    """Builds `scene` into the current Blender file and renders named latents."""
+    """Builds `scene` (a built-in example) into the current Blender file, or opens a bound
+    .blend (`blend`, or `blend=""`: the file already open) and renders named latents."""
 
-    def __init__(self, scene: str, *, threads: int = 0, device: str = "CPU",
-                 space: ParameterSpace | None = None, width: int = 64, height: int = 64) -> None:
-        self._init(scene, space)
-        self._handle = self._module.build()
+    def __init__(self, scene: str | None = None, *, blend: str | None = None,
+                 threads: int = 0, device: str = "CPU", space: ParameterSpace | None = None,
+                 width: int = 64, height: int = 64) -> None:
+        if blend is not None:
+            from .bindings import BlendScene
+
+            module = BlendScene(blend or None)
+            self._handle = module.build()  # opens and resolves: errors name the binding
+            self._setup(self._handle.name, module.classes(), module, space,
+                        module.description.space)
+            self.description = module.description
+        else:
+            if scene is None:
+                raise ValueError("BpyBackend needs a scene name or a .blend")
+            self._init(scene, space)
+            self._handle = self._module.build()
         self.device = render.configure(self._handle.scene, width, height,
                                        device=device, threads=threads or None)
 
     def _init(self, scene: str, space: ParameterSpace | None) -> None:
+        self._setup(scene, scene_classes(scene), load(scene), space,
+                    ParameterSpace.from_dict(space_dict(scene)))
+
+    description = None  # a bound .blend's SceneDescription (None: a built-in example)
+
+    def _setup(self, scene: str, classes, module, space: ParameterSpace | None,
+               default: ParameterSpace) -> None:
         import bpy
 
         self.scene = scene
-        self.classes = scene_classes(scene)
-        self.space = space or ParameterSpace.from_dict(space_dict(scene))
-        check_space_fits(scene, self.space)
+        self.classes = list(classes)
+        self.space = space or default
+        check_space_fits(scene, self.space, default)
         self.blender_version = bpy.app.version_string
-        self._module = load(scene)
+        self._module = module
 
     @classmethod
     def from_handle(cls, handle: SceneHandle, *, space: ParameterSpace | None = None,
@@ -61,9 +81,10 @@ class BpyBackend:
         """Nothing to release: the bpy process ends with the server."""
 
 
-def check_space_fits(scene: str, space: ParameterSpace) -> None:
+def check_space_fits(scene: str, space: ParameterSpace,
+                     default: ParameterSpace | None = None) -> None:
     """ValueError unless `space` has the scene's parameters (names and latent layout)."""
-    default = ParameterSpace.from_dict(space_dict(scene))
+    default = default or ParameterSpace.from_dict(space_dict(scene))
     if space.latent_dim != default.latent_dim or space.names != default.names:
         raise ValueError(f"parameter space does not fit scene {scene!r}: expected parameters "
                          f"{default.names}, got {space.names}")

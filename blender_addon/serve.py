@@ -2,6 +2,8 @@
 
     blender -b --factory-startup -P blender_addon/serve.py -- --scene clevr --bind tcp://127.0.0.1:5555
     python -m blender_addon.serve --scene clevr --bind tcp://127.0.0.1:5555
+    blender -b my.blend -P blender_addon/serve.py -- --bind ...   (the open file's bindings)
+    python -m blender_addon.serve --blend my.blend --bind ...
 
 Prints one line `AUTOSIM_READY {"endpoint": ..., "pid": ...}` on stdout once it serves, so a
 parent that asked for port `*` learns the real one. Stops on the `shutdown` message, Ctrl-C or
@@ -27,7 +29,11 @@ def _args(argv: list[str]) -> argparse.Namespace:
     from blender_addon.scenes import SCENE_NAMES
 
     p = argparse.ArgumentParser(prog="autosim-serve", description="autosim render server")
-    p.add_argument("--scene", default="clevr", choices=SCENE_NAMES)
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--scene", choices=SCENE_NAMES,
+                      help="a built-in example scene (default: the open .blend's bindings if "
+                      "it has them, else clevr)")
+    what.add_argument("--blend", help="a .blend with autosim bindings to open and serve")
     p.add_argument("--bind", default="tcp://127.0.0.1:5555",
                    help="ZeroMQ endpoint; 127.0.0.1 unless told otherwise; port * = any free")
     p.add_argument("--threads", type=int, default=0, help="Cycles threads (0 = all cores)")
@@ -36,6 +42,15 @@ def _args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--params", help="parameter-space JSON to start from (default: the scene's)")
     p.add_argument("--quiet", action="store_true", help="no log lines on stderr")
     return p.parse_args(argv)
+
+
+def _open_file_is_bound() -> bool:
+    """Blender opened a saved .blend that carries an autosim description."""
+    import bpy
+
+    from blender_addon.bindings import TEXT_NAME
+
+    return bool(bpy.data.filepath) and TEXT_NAME in bpy.data.texts
 
 
 def _script_argv() -> list[str]:
@@ -120,19 +135,30 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, SpaceError) as exc:
             print(f"autosim-serve: --params {args.params}: {exc}", file=sys.stderr)
             return 2
+    blend = args.blend
+    if blend is None and args.scene is None and _open_file_is_bound():
+        blend = ""  # `blender -b my.blend -P serve.py`: serve the file Blender opened
+    scene = args.scene or "clevr"
     previous_handlers = _install_signal_handlers()
     backend = server = None
     try:
-        backend = BpyBackend(args.scene, threads=args.threads, device=args.device, space=space)
+        try:
+            backend = BpyBackend(scene, blend=blend, threads=args.threads, device=args.device,
+                                 space=space)
+        except (ValueError, OSError) as exc:  # SceneError is a ValueError: names the binding
+            print(f"autosim-serve: {args.blend or 'the open .blend'}: {exc}"
+                  if blend is not None else f"autosim-serve: {exc}", file=sys.stderr)
+            return 2
+        scene = backend.scene
         server = RenderServer(_Interruptible(backend), log=log)
         try:
             endpoint = server.bind(args.bind)
         except OSError as exc:
             print(f"autosim-serve: {exc}", file=sys.stderr)
             return 2
-        ready = {"endpoint": endpoint, "pid": os.getpid(), "scene": args.scene}
+        ready = {"endpoint": endpoint, "pid": os.getpid(), "scene": scene}
         print(f"{READY} {json.dumps(ready)}", flush=True)
-        log(f"serving scene {args.scene!r} on {endpoint}")
+        log(f"serving scene {scene!r} on {endpoint}")
         server.serve_forever()
     except KeyboardInterrupt:
         log("interrupted")

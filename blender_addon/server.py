@@ -189,6 +189,8 @@ class RenderServer:
             "scene": self.backend.scene,
             "classes": list(self.backend.classes),
             **self._params_fields(),
+            **({"description": desc.to_dict()}
+               if (desc := getattr(self.backend, "description", None)) is not None else {}),
         }
 
     def _on_get_params(self, msg: wire.Message) -> dict[str, Any]:

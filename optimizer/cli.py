@@ -58,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     render = sub.add_parser("render", help="render a dataset folder from a parameter space")
     render.add_argument("--scene", default="clevr")
+    render.add_argument("--blend", help="a .blend with autosim bindings (instead of --scene)")
     render.add_argument("--params", help="parameter-space JSON (default: the scene's own)")
     render.add_argument("--preset", default=None,
                         help="a preset of the space, e.g. 'validation' (the default without "
@@ -74,8 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
     opt = sub.add_parser("optimize", help="learn psi with a method (AutoSimulate by default)")
     opt.add_argument("--scene", default="clevr",
                      help="clevr (segmentation), placement (YOLO detection), toy (numpy)")
+    opt.add_argument("--blend", help="your own .blend with autosim bindings (instead of "
+                     "--scene); local servers open it")
     opt.add_argument("--task", choices=("segmentation", "detection", "classifier"),
-                     help="the scene's task model (each scene has one; checked if given)")
+                     help="the scene's task model (each built-in scene has one; checked if "
+                     "given); with --blend: segmentation (default) or detection")
     opt.add_argument("--model", help="detection: an ultralytics yaml (default yolo11n.yaml; "
                      "yolov8s.yaml for a larger one) or a local .pt checkpoint to start from")
     opt.add_argument("--freeze", type=int, default=0,
@@ -152,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run a render server in this process (bpy module)")
     serve.add_argument("--scene", default="clevr")
+    serve.add_argument("--blend", help="serve this .blend's autosim bindings (not --scene)")
     serve.add_argument("--bind", default="tcp://127.0.0.1:5555")
     serve.add_argument("--threads", type=int, default=0)
     serve.add_argument("--params")

@@ -33,19 +33,40 @@ def _check_scene(scene: str) -> None:
         raise CliError(f"unknown scene {scene!r}; known: {', '.join(SCENE_NAMES)}")
 
 
+BLEND = "blend"  # the scene key of a user's bound .blend (--blend): no built-in defaults
+
+
+def blend_path(args: argparse.Namespace) -> str | None:
+    """--blend as an absolute path, checked to exist (None without --blend)."""
+    blend = getattr(args, "blend", None)
+    if not blend:
+        return None
+    path = Path(blend)
+    if not path.is_file():
+        raise CliError(f"--blend {blend}: no such file")
+    if path.suffix.lower() != ".blend":
+        raise CliError(f"--blend {blend}: expected a .blend file")
+    return str(path.resolve())
+
+
 @contextlib.contextmanager
-def open_simulator(args: argparse.Namespace, scene: str) -> Iterator[RemoteSimulator]:
-    """Running servers from --server, else local bpy servers started (and stopped) here."""
+def open_simulator(args: argparse.Namespace, scene: str,
+                   blend: str | None = None) -> Iterator[RemoteSimulator]:
+    """Running servers from --server, else local bpy servers started (and stopped) here,
+    serving the built-in `scene` or, given `blend` (scene BLEND), that bound .blend."""
+    blend = blend or (blend_path(args) if scene == BLEND else None)
     if args.server:
         with RemoteSimulator(args.server, timeout_s=args.timeout) as sim:
-            if sim.scene != scene:
+            if scene != BLEND and sim.scene != scene:
                 raise CliError(f"server(s) {args.server} serve scene {sim.scene!r}, not {scene!r}")
             yield sim
         return
-    _check_scene(scene)
+    if blend is None:
+        _check_scene(scene)
     if args.local_servers < 1:
         raise CliError(f"--local-servers must be at least 1, got {args.local_servers}")
-    with LocalServers(scene, args.local_servers, threads=args.threads) as endpoints:
+    with LocalServers(scene, args.local_servers, threads=args.threads,
+                      blend=blend) as endpoints:
         with RemoteSimulator(endpoints, timeout_s=args.timeout) as sim:
             yield sim
 
@@ -78,7 +99,7 @@ def render_dataset(sim: RemoteSimulator, space: ParameterSpace, n: int, seed: in
 def _target_space(sim: RemoteSimulator, params: str | None, preset: str | None) -> ParameterSpace:
     space = load_space_file(params) if params else sim.space
     if preset is None:
-        preset = None if params else "validation"
+        preset = "validation" if not params and "validation" in space.presets else None
     if preset and preset != "none":
         try:
             space = space.preset(preset)
@@ -92,13 +113,14 @@ def cmd_render(args: argparse.Namespace) -> int:
         raise CliError(f"--n must be at least 1, got {args.n}")
     if not 8 <= args.size <= 2048:
         raise CliError(f"--size must be in [8, 2048], got {args.size}")
-    with open_simulator(args, args.scene) as sim:
+    scene = BLEND if blend_path(args) else args.scene
+    with open_simulator(args, scene) as sim:
         space = _target_space(sim, args.params, args.preset)
         if space.psi_dim != sim.space.psi_dim:
             raise CliError(f"{args.params}: space does not match scene {sim.scene!r}")
         summary = render_dataset(sim, space, args.n, args.seed, args.size, Path(args.out),
                                  masks=args.format == "autosim")
-    print(f"rendered {summary['n']} images of {args.scene} to {args.out} "
+    print(f"rendered {summary['n']} images of {sim.scene} to {args.out} "
           f"({summary['images_per_s']:.1f} images/s)")
     return 0
 
@@ -106,7 +128,9 @@ def cmd_render(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from blender_addon import serve
 
-    argv = ["--scene", args.scene, "--bind", args.bind, "--threads", str(args.threads)]
+    blend = blend_path(args)
+    argv = (["--blend", blend] if blend else ["--scene", args.scene]) + [
+        "--bind", args.bind, "--threads", str(args.threads)]
     if args.params:
         argv += ["--params", args.params]
     return serve.main(argv)

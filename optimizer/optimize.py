@@ -135,10 +135,10 @@ def open_scene(config: dict[str, Any], args: argparse.Namespace) -> Iterator[dic
         raise CliError(f"scene {scene!r} needs --val DIR (make one with: autosim render "
                        f"--scene {scene} --n 64 --out DIR)")
     try:  # before any server starts: a bad folder should cost nothing
-        val_set = load_scene_folder(scene, config["val"])
+        val_set = load_scene_folder(scene, config["val"], task_of(config))
     except DatasetError as exc:
         raise CliError(f"--val: {exc}") from exc
-    with open_simulator(args, scene) as sim:
+    with open_simulator(args, scene, config.get("blend")) as sim:
         task = make_task(scene, sim.classes, config, val_set)
         height, width = val_set.images.shape[1:3]
         val = task.to_data(val_set, device)
@@ -150,10 +150,15 @@ def open_scene(config: dict[str, Any], args: argparse.Namespace) -> Iterator[dic
                "render": lambda latents: sim.render(latents, width, height)}
 
 
-def load_scene_folder(scene: str, path: str | Path) -> Any:
-    """A validation or test folder in the scene's task format: YOLO images/ + labels/
-    (placement) or images/ + masks/; a bad folder raises DatasetError."""
-    if scene == "placement":
+def task_of(config: dict[str, Any]) -> str:
+    """The task model a run trains: the built-in scene's own, or --task for a .blend."""
+    return config.get("task") or SCENE_TASKS.get(config["scene"], "segmentation")
+
+
+def load_scene_folder(scene: str, path: str | Path, task: str | None = None) -> Any:
+    """A validation or test folder in the task's format: YOLO images/ + labels/
+    (detection: placement) or images/ + masks/; a bad folder raises DatasetError."""
+    if (task or SCENE_TASKS.get(scene)) == "detection":
         from optimizer.yolo_data import load_yolo_folder
 
         return load_yolo_folder(path)
@@ -162,8 +167,8 @@ def load_scene_folder(scene: str, path: str | Path) -> Any:
 
 def make_task(scene: str, classes: list[str], config: dict[str, Any], val_set: Any):
     """The task model of a rendered scene: UNet segmentation (clevr), YOLO detection
-    (placement); the validation set must fit the scene's classes."""
-    if scene == "placement":
+    (placement, or config["task"] for a .blend); the validation set must fit the classes."""
+    if (config.get("task") or SCENE_TASKS.get(scene)) == "detection":
         from optimizer.tasks.detection import DetectionTask
 
         top = max((int(c.max()) for c in val_set.classes if len(c)), default=0)
@@ -251,20 +256,29 @@ def scene_fix(scene: str, patterns: list[str]) -> list[str]:
 def config_from_args(args: argparse.Namespace) -> dict[str, Any]:
     if args.budget_images < 1:
         raise CliError(f"--budget-images must be at least 1, got {args.budget_images}")
-    if args.scene not in SCENE_TASKS:
+    from optimizer.commands import BLEND, blend_path
+
+    blend = blend_path(args)
+    if blend:
+        if args.task == "classifier":
+            raise CliError("--blend renders images: --task segmentation or detection")
+        scene = BLEND
+    elif args.scene not in SCENE_TASKS:
         raise CliError(f"unknown scene {args.scene!r} for optimize; known: "
                        f"{', '.join(SCENE_TASKS)}")
-    if args.task and args.task != SCENE_TASKS[args.scene]:
+    elif args.task and args.task != SCENE_TASKS[args.scene]:
         raise CliError(f"scene {args.scene!r} trains a {SCENE_TASKS[args.scene]} model, "
                        f"not --task {args.task}")
     if args.method not in algorithms.REGISTRY:
         raise CliError(f"unknown method {args.method!r}; known: "
                        f"{', '.join(sorted(algorithms.REGISTRY))}")
-    options = method_options(args, args.scene, args.method)
-    return {"scene": args.scene, "method": args.method, "options": options,
+    scene = BLEND if blend else args.scene
+    options = method_options(args, scene, args.method)
+    return {"scene": scene, "blend": blend, "task": args.task if blend else None,
+            "method": args.method, "options": options,
             "val": str(Path(args.val).resolve()) if args.val else None, "seed": args.seed,
             "budget_images": args.budget_images, "device": args.device, "out": args.out,
-            "params": args.params, "fix": scene_fix(args.scene, args.fix), "model": args.model,
+            "params": args.params, "fix": scene_fix(scene, args.fix), "model": args.model,
             "freeze": args.freeze}
 
 

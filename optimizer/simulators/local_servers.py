@@ -27,10 +27,12 @@ class ServerStartError(RuntimeError):
 
 class LocalServers:
     def __init__(self, scene: str, count: int = 1, *, threads: int = 0, params: str | None = None,
-                 startup_timeout_s: float = 180.0, log_dir: str | None = None) -> None:
+                 startup_timeout_s: float = 180.0, log_dir: str | None = None,
+                 blend: str | None = None) -> None:
         if count < 1:
             raise ValueError(f"need at least one local render server, got {count}")
         self.scene = scene
+        self.blend = None if blend is None else str(Path(blend).resolve())
         self.count = count
         self.threads = threads
         self.params = params
@@ -57,7 +59,8 @@ class LocalServers:
         atexit.register(self.stop)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         for i in range(self.count):
-            cmd = [sys.executable, "-m", "blender_addon.serve", "--scene", self.scene,
+            what = ["--blend", self.blend] if self.blend else ["--scene", self.scene]
+            cmd = [sys.executable, "-m", "blender_addon.serve", *what,
                    "--bind", "tcp://127.0.0.1:*", "--threads", str(self.threads)]
             if self.params:
                 cmd += ["--params", self.params]
