@@ -67,9 +67,18 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--seed", type=int, default=0)
     render.add_argument("--size", type=int, default=64, help="image side in pixels")
     render.add_argument("--out", required=True, help="dataset folder to write")
-    render.add_argument("--format", choices=("autosim", "yolo"), default="autosim",
+    render.add_argument("--format", choices=("autosim", "yolo", "coco"), default="autosim",
                         help="autosim: images, masks, YOLO labels, items.jsonl, data.yaml; "
-                             "yolo: the same without masks (what `yolo train data=` reads)")
+                             "yolo: the same without masks (what `yolo train data=` reads); "
+                             "coco: images + annotations.json (boxes, RLE instance masks)")
+    render.add_argument("--resume", action="store_true",
+                        help="continue an interrupted render in --out (same settings)")
+    render.add_argument("--val-fraction", type=float, default=0.0, metavar="F",
+                        help="put the last F of the items in OUT/val, the rest in OUT/train")
+    render.add_argument("--chunk", type=int, default=16,
+                        help="images per request (several are in flight per server)")
+    render.add_argument("--no-progress", dest="progress", action="store_false",
+                        help="no progress bar")
     _servers_options(render)
 
     opt = sub.add_parser("optimize", help="learn psi with a method (AutoSimulate by default)")

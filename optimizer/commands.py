@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
-
+from optimizer.dataset_render import render_dataset  # noqa: F401  (bench, demo use it here)
 from optimizer.errors import CliError
 from optimizer.simulators.local_servers import LocalServers
 from optimizer.simulators.remote import RemoteSimulator
-from protocol.dataset import DatasetWriter
 from protocol.space import ParameterSpace, SpaceError
 
 
@@ -71,31 +68,6 @@ def open_simulator(args: argparse.Namespace, scene: str,
             yield sim
 
 
-def render_dataset(sim: RemoteSimulator, space: ParameterSpace, n: int, seed: int, size: int,
-                   out: Path, chunk: int = 16, masks: bool = True) -> dict:
-    """Sample n latents from `space`, render them, write the dataset layout; returns a summary."""
-    rng = np.random.default_rng(seed)
-    latents = space.sample(n, rng)
-    started = time.perf_counter()
-    render_s = 0.0
-    class_pixels = np.zeros(len(sim.classes), np.int64)
-    with DatasetWriter(out, sim.classes, space.to_dict(), masks=masks) as writer:
-        for start in range(0, n, chunk):
-            batch = sim.render(latents[start:start + chunk], size, size)
-            render_s += batch.render_s
-            for k in range(len(batch)):
-                writer.add(batch.images[k], batch.masks[k], batch.boxes[k], batch.classes[k], {
-                    "item_id": batch.item_ids[k], "seed": seed, "index": start + k,
-                    "latent": batch.latents[k].tolist(),
-                    "latent_named": space.unpack_latent(batch.latents[k]),
-                })
-                class_pixels += np.bincount(batch.masks[k].ravel(),
-                                            minlength=len(sim.classes))[: len(sim.classes)]
-    wall = time.perf_counter() - started
-    return {"n": n, "wall_s": wall, "render_s": render_s, "images_per_s": n / max(wall, 1e-9),
-            "class_fraction": (class_pixels / max(class_pixels.sum(), 1)).tolist()}
-
-
 def _target_space(sim: RemoteSimulator, params: str | None, preset: str | None) -> ParameterSpace:
     space = load_space_file(params) if params else sim.space
     if preset is None:
@@ -111,6 +83,8 @@ def _target_space(sim: RemoteSimulator, params: str | None, preset: str | None) 
 def cmd_render(args: argparse.Namespace) -> int:
     if args.n < 1:
         raise CliError(f"--n must be at least 1, got {args.n}")
+    if args.chunk < 1:
+        raise CliError(f"--chunk must be at least 1, got {args.chunk}")
     if not 8 <= args.size <= 2048:
         raise CliError(f"--size must be in [8, 2048], got {args.size}")
     scene = BLEND if blend_path(args) else args.scene
@@ -119,8 +93,12 @@ def cmd_render(args: argparse.Namespace) -> int:
         if space.psi_dim != sim.space.psi_dim:
             raise CliError(f"{args.params}: space does not match scene {sim.scene!r}")
         summary = render_dataset(sim, space, args.n, args.seed, args.size, Path(args.out),
-                                 masks=args.format == "autosim")
-    print(f"rendered {summary['n']} images of {sim.scene} to {args.out} "
+                                 fmt=args.format, resume=args.resume, progress=args.progress,
+                                 val_fraction=args.val_fraction, chunk=args.chunk,
+                                 manifest=True)
+    resumed = (f", {summary['resumed_from']} were already there"
+               if summary["resumed_from"] else "")
+    print(f"rendered {summary['rendered']} images of {sim.scene} to {args.out}{resumed} "
           f"({summary['images_per_s']:.1f} images/s)")
     return 0
 

@@ -6,6 +6,8 @@
     DIR/items.jsonl            one JSON object per item: file stem, latent, seed, generation, ...
     DIR/data.yaml              ultralytics dataset file (train and val both point at images/)
     DIR/space.json             the parameter space (with psi) the items were drawn from
+    DIR/annotations.json       COCO (with coco=True): boxes and RLE instance masks; its
+                               per-image records accumulate in DIR/coco.jsonl first
 
 numpy + stdlib only (it runs inside Blender's Python): PNGs are written with zlib directly.
 """
@@ -21,8 +23,28 @@ from typing import Any
 
 import numpy as np
 
-IMAGES, MASKS, LABELS, ITEMS, DATA_YAML, SPACE = (
-    "images", "masks", "labels", "items.jsonl", "data.yaml", "space.json")
+IMAGES, MASKS, LABELS, ITEMS, DATA_YAML, SPACE, COCO, COCO_ITEMS = (
+    "images", "masks", "labels", "items.jsonl", "data.yaml", "space.json", "annotations.json",
+    "coco.jsonl")
+
+
+def complete_lines(path: Path) -> int:
+    """Whole lines in a JSON-lines file; a partial last line (an interrupted write) is cut."""
+    if not path.exists():
+        return 0
+    data = path.read_bytes()
+    end = data.rfind(b"\n") + 1
+    if end != len(data):
+        with open(path, "r+b") as fh:
+            fh.truncate(end)
+    return data[:end].count(b"\n")
+
+
+def _cut_lines(path: Path, keep: int) -> None:
+    if path.exists():
+        lines = path.read_bytes().splitlines(keepends=True)
+        if len(lines) > keep:
+            path.write_bytes(b"".join(lines[:keep]))
 
 
 def encode_png(array: np.ndarray) -> bytes:
@@ -65,20 +87,29 @@ class DatasetWriter:
     """Append items to a dataset folder; the layout above, one call per rendered item."""
 
     def __init__(self, root: str | Path, class_names: Sequence[str],
-                 space_dict: Mapping[str, Any] | None = None, *, masks: bool = True) -> None:
+                 space_dict: Mapping[str, Any] | None = None, *, masks: bool = True,
+                 coco: bool = False) -> None:
         self.root = Path(root)
         self.masks = masks
+        self.coco = coco
         for sub in (IMAGES, LABELS) + ((MASKS,) if masks else ()):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         self.class_names = list(class_names)
         (self.root / DATA_YAML).write_text(data_yaml(self.root, self.class_names), "utf-8")
         if space_dict is not None:
             (self.root / SPACE).write_text(json.dumps(space_dict, indent=1), "utf-8")
+        # items already there (an earlier or interrupted render): their lines are complete,
+        # so new items continue after them; an item whose line was not written is redone
+        self.count = complete_lines(self.root / ITEMS)
+        if coco:
+            self.count = min(self.count, complete_lines(self.root / COCO_ITEMS))
+            _cut_lines(self.root / COCO_ITEMS, self.count)
+        _cut_lines(self.root / ITEMS, self.count)
         self._items = open(self.root / ITEMS, "a", encoding="utf-8")  # noqa: SIM115
-        self.count = sum(1 for _ in (self.root / IMAGES).glob("*.png"))
+        self._coco = open(self.root / COCO_ITEMS, "a", encoding="utf-8") if coco else None  # noqa: SIM115
 
     def add(self, image: np.ndarray, mask: np.ndarray, boxes: np.ndarray, classes: np.ndarray,
-            meta: Mapping[str, Any]) -> str:
+            meta: Mapping[str, Any], instances: np.ndarray | None = None) -> str:
         stem = f"{self.count:06d}"
         height, width = image.shape[:2]
         (self.root / IMAGES / f"{stem}.png").write_bytes(encode_png(image))
@@ -86,6 +117,15 @@ class DatasetWriter:
             (self.root / MASKS / f"{stem}.png").write_bytes(encode_png(np.asarray(mask, np.uint8)))
         lines = yolo_lines(boxes, classes, width, height)
         (self.root / LABELS / f"{stem}.txt").write_text("".join(f"{ln}\n" for ln in lines), "utf-8")
+        if self._coco is not None:
+            if instances is None:
+                raise ValueError("a COCO dataset needs each item's instance-id image")
+            from protocol.coco import item_annotations
+
+            record = {"file": stem, "width": width, "height": height,
+                      "annotations": item_annotations(instances, boxes, classes)}
+            self._coco.write(json.dumps(record, separators=(",", ":")) + "\n")
+            self._coco.flush()
         self._items.write(json.dumps({"file": stem, **meta}) + "\n")
         self._items.flush()
         self.count += 1
@@ -93,6 +133,13 @@ class DatasetWriter:
 
     def close(self) -> None:
         self._items.close()
+        if self._coco is not None:
+            from protocol import coco
+
+            self._coco.close()
+            with open(self.root / COCO_ITEMS, encoding="utf-8") as fh:
+                coco.write(self.root / COCO, (json.loads(line) for line in fh),
+                           self.class_names)
 
     def __enter__(self) -> DatasetWriter:
         return self

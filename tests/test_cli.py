@@ -65,9 +65,9 @@ def test_render_writes_a_consistent_dataset(tmp_path):
 
     space = ParameterSpace.from_json((out_dir / "space.json").read_text())
     assert space == ParameterSpace.from_dict(space_dict("clevr")).preset("validation")
-    # the latents are the validation preset's seeded draw
-    np.testing.assert_allclose([it["latent"] for it in items],
-                               space.sample(5, np.random.default_rng(3)))
+    # item i's latent is the validation preset's draw from its own generator [seed, i]
+    np.testing.assert_allclose([it["latent"] for it in items], np.concatenate(
+        [space.sample(1, np.random.default_rng([3, i])) for i in range(5)]))
     from PIL import Image
 
     for it in items:

@@ -77,6 +77,11 @@ class RenderClient:
                                   str(msg.fields.get("message")))
             return msg
 
+    @property
+    def socket(self) -> zmq.Socket:
+        """The DEALER socket, for polling many clients at once (zmq.Poller)."""
+        return self._sock
+
     def poll(self, timeout_ms: int = 0) -> bool:
         return bool(self._sock.poll(timeout_ms, zmq.POLLIN))
 

@@ -80,17 +80,21 @@ class LocalServers:
         deadline = time.monotonic() + self.startup_timeout_s
         sel = selectors.DefaultSelector()
         sel.register(proc.stdout, selectors.EVENT_READ)
-        try:
+        fd, pending = proc.stdout.fileno(), b""
+        try:  # raw reads: a buffered readline could hide the READY line in its buffer
             while time.monotonic() < deadline:
                 if not sel.select(timeout=min(1.0, deadline - time.monotonic())):
                     if proc.poll() is not None:
                         break
                     continue
-                line = proc.stdout.readline()
-                if not line:
+                data = os.read(fd, 65536)
+                if not data:
                     break
-                if line.startswith(READY):
-                    return json.loads(line[len(READY):])["endpoint"]
+                *lines, pending = (pending + data).split(b"\n")
+                for line in lines:
+                    text = line.decode("utf-8", "replace")
+                    if text.startswith(READY):
+                        return json.loads(text[len(READY):])["endpoint"]
         finally:
             sel.close()
         tail = self._log_tail(index)

@@ -8,8 +8,10 @@ dropped (its share goes to the others) and named in the error if none is left.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
-from collections.abc import Sequence
+import time
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -126,7 +128,9 @@ class RemoteSimulator:
                     continue
                 for index, item in zip(chunk.tolist(), items):
                     results[index] = item
-        ordered = [results[i] for i in range(len(latents))]
+        return self._batch(latents, [results[i] for i in range(len(latents))])
+
+    def _batch(self, latents: np.ndarray, ordered: list[dict]) -> Batch:
         return Batch(
             latents=latents,
             images=np.stack([it["image"] for it in ordered]),
@@ -138,6 +142,78 @@ class RemoteSimulator:
             generation=self.generation,
             render_s=float(sum(it["render_s"] for it in ordered)),
         )
+
+    def render_stream(self, chunks: Iterable[np.ndarray], width: int = 64, height: int = 64,
+                      depth: int = 2) -> Iterator[Batch]:
+        """Render a stream of latent chunks, yielding their batches in order while up to
+        `depth` chunks per live server are in flight: servers render the next chunks while
+        the caller writes this one, and a faster server takes more chunks. A server that
+        fails or times out is dropped and its chunks go to the others (latents are explicit,
+        so they render identically)."""
+        if depth < 1:
+            raise ValueError(f"depth must be at least 1, got {depth}")
+        source = iter(chunks)
+        retry: collections.deque = collections.deque()  # (seq, latents) to send again
+        inflight = {c.endpoint: collections.deque() for c in self.clients}
+        done: dict[int, Batch] = {}
+        sent_seq = next_out = 0
+        exhausted = False
+        while True:
+            for client in self._require_alive():  # top every live server up to `depth`
+                queue = inflight[client.endpoint]
+                while len(queue) < depth:
+                    if retry:
+                        seq, lat = retry.popleft()
+                    elif not exhausted:
+                        try:
+                            lat = self.space.validate_latents(next(source))
+                        except StopIteration:
+                            exhausted = True
+                            break
+                        seq, sent_seq = sent_seq, sent_seq + 1
+                    else:
+                        break
+                    rid = client.send("render", {"latents": lat, "width": width,
+                                                 "height": height})
+                    queue.append((seq, lat, rid, time.monotonic()))
+            while next_out in done:
+                yield done.pop(next_out)
+                next_out += 1
+            busy = [c for c in self.alive if inflight[c.endpoint]]
+            if not busy:
+                if exhausted and not retry:
+                    return
+                continue
+            self._receive_one(busy, inflight, done, retry)
+
+    def _receive_one(self, busy: list[RenderClient], inflight: dict, done: dict,
+                     retry: collections.deque) -> None:
+        """Wait for the oldest reply of any busy server (a server answers in order)."""
+        poller = zmq.Poller()
+        for c in busy:
+            poller.register(c.socket, zmq.POLLIN)
+        ready = {sock for sock, _ in poller.poll(timeout=1000)}
+        now = time.monotonic()
+        for client in busy:
+            queue = inflight[client.endpoint]
+            seq, lat, rid, sent = queue[0]
+            if client.socket not in ready:
+                if now - sent > client.timeout_s:  # oldest reply overdue: presume it dead
+                    self.dead[client.endpoint] = f"no reply within {client.timeout_s:.0f} s"
+                    retry.extend((q[0], q[1]) for q in queue)
+                    queue.clear()
+                continue
+            try:
+                items = client.receive(rid, timeout_s=client.timeout_s).fields["items"]
+            except (ServerUnavailable, ServerError) as exc:
+                if isinstance(exc, ServerError) and exc.code in ("render_failed", "internal"):
+                    raise
+                self.dead[client.endpoint] = str(exc)
+                retry.extend((q[0], q[1]) for q in queue)
+                queue.clear()
+                continue
+            queue.popleft()
+            done[seq] = self._batch(lat, items)
 
     def shutdown_servers(self) -> None:
         for client in self.alive:
