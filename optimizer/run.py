@@ -1,9 +1,10 @@
 """The optimisation loop around any method: budget, metrics.jsonl, checkpoints, resume, report.
 
-Order per iteration: step -> metrics line -> checkpoint (atomic rename). An interruption
+Order per iteration: step -> metrics line and TensorBoard events -> checkpoint (atomic rename). An interruption
 between the two leaves a metrics line the checkpoint has not caught up with: on resume, lines
 from the checkpoint's iteration on are dropped and that iteration is redone, so the log never has
-a gap or a duplicate (the other order loses the line of a checkpointed iteration).
+a gap or a duplicate (the other order loses the line of a checkpointed iteration); TensorBoard's
+purge_step does the same for the event files.
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
 class Runner:
     def __init__(self, algo: Algorithm, out_dir: Path, budget_images: int, *,
                  target: ParameterSpace | None = None, progress: bool = True,
-                 on_iteration: Callable[[dict[str, Any]], None] | None = None) -> None:
+                 on_iteration: Callable[[dict[str, Any]], None] | None = None,
+                 tensorboard: bool = True, image_every: int = 10) -> None:
         self.algo = algo
         self.out = Path(out_dir)
         self.budget_images = int(budget_images)
@@ -61,6 +63,8 @@ class Runner:
         self.progress = progress
         self.on_iteration = on_iteration
         self.wall_before = 0.0
+        self.tensorboard = tensorboard
+        self.image_every = image_every
         self.out.mkdir(parents=True, exist_ok=True)
 
     def resume(self) -> bool:
@@ -91,6 +95,13 @@ class Runner:
             raise ValueError(f"a budget of {self.budget_images} images is less than one step of "
                              f"{algo.name} ({algo.images_per_step} images)")
         started = time.perf_counter()
+        log = None
+        if self.tensorboard:
+            from optimizer.run_log import RunLogger
+
+            # events from an interrupted run past the checkpoint are purged (no duplicates)
+            log = RunLogger(self.out, algo.ctx.task.metric_name, image_every=self.image_every,
+                            purge_step=algo.budget.images + 1 if algo.iteration else None)
         bar = tqdm(total=self.budget_images, initial=min(algo.budget.images, self.budget_images),
                    unit="img", disable=not self.progress, dynamic_ncols=True, leave=True)
         records = []
@@ -115,6 +126,8 @@ class Runner:
                         np.linalg.norm((algo.psi - self.target.psi)[free]))
                 with open(self.out / METRICS, "a", encoding="utf-8") as fh:
                     fh.write(json.dumps(strict_json(record), allow_nan=False) + "\n")
+                if log is not None:  # before the checkpoint, like the metrics line
+                    log.log(record, algo.space, getattr(algo, "last_batch", None))
                 _atomic_save({"algorithm": algo.state_dict(), "wall_s": wall},
                              self.out / CHECKPOINT)
                 records.append(record)
@@ -125,6 +138,8 @@ class Runner:
                     self.on_iteration(record)
         finally:
             bar.close()
+            if log is not None:
+                log.close()
         (self.out / FINAL_SPACE).write_text(algo.space.to_json())
         return records
 

@@ -153,6 +153,12 @@ def test_render_and_optimize_a_blend_from_the_cli(blend, tmp_path, capsys):
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["images_rendered"] for r in records] == [8, 16, 24]
     assert all(r["skipped"] == "" for r in records)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run))
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("val/mIoU")] == [8, 16, 24]
+    assert "batch/latest" in acc.Tags()["images"] and "psi/sun/mean" in acc.Tags()["scalars"]
     final = json.loads((run / "final_space.json").read_text())
     assert [p["name"] for p in final["params"]] == NAMES
     # the detection task reads a YOLO folder rendered from the same file

@@ -78,6 +78,7 @@ class Algorithm(abc.ABC):
         t0 = time.perf_counter()
         out = self.ctx.render_fn(latents)
         data = self.ctx.task.to_data(out, self.ctx.device)
+        self.last_batch = data  # what the run log shows of this step
         self.budget.render_s += time.perf_counter() - t0
         self.budget.images += len(latents)
         return data
