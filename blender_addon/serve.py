@@ -40,6 +40,10 @@ def _args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--device", default="CPU", choices=("CPU", "AUTO"),
                    help="AUTO uses a GPU compute device when Blender finds one")
     p.add_argument("--params", help="parameter-space JSON to start from (default: the scene's)")
+    p.add_argument("--curve", metavar="DIR", help="CURVE key folder (`autosim keys`): only "
+                   "authorized clients get answers; required on a non-loopback --bind")
+    p.add_argument("--max-message-mb", type=float, default=256.0,
+                   help="largest request accepted, MiB (default 256)")
     p.add_argument("--quiet", action="store_true", help="no log lines on stderr")
     return p.parse_args(argv)
 
@@ -135,6 +139,18 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, SpaceError) as exc:
             print(f"autosim-serve: --params {args.params}: {exc}", file=sys.stderr)
             return 2
+    from blender_addon.server import Limits
+    from protocol.curve import is_loopback
+
+    if args.curve is None and not is_loopback(args.bind):  # before any scene is built
+        print(f"autosim-serve: refusing to serve {args.bind} without authentication; make "
+              f"keys with `autosim keys --out DIR` and pass --curve DIR (or bind 127.0.0.1)",
+              file=sys.stderr)
+        return 2
+    if not args.max_message_mb > 0:
+        print("autosim-serve: --max-message-mb must be > 0", file=sys.stderr)
+        return 2
+    limits = Limits(max_message_bytes=int(args.max_message_mb * 1024 * 1024))
     blend = args.blend
     if blend is None and args.scene is None and _open_file_is_bound():
         blend = ""  # `blender -b my.blend -P serve.py`: serve the file Blender opened
@@ -150,9 +166,9 @@ def main(argv: list[str] | None = None) -> int:
                   if blend is not None else f"autosim-serve: {exc}", file=sys.stderr)
             return 2
         scene = backend.scene
-        server = RenderServer(_Interruptible(backend), log=log)
+        server = RenderServer(_Interruptible(backend), log=log, limits=limits)
         try:
-            endpoint = server.bind(args.bind)
+            endpoint = server.bind(args.bind, curve=args.curve)
         except OSError as exc:
             print(f"autosim-serve: {exc}", file=sys.stderr)
             return 2

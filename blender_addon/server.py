@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import traceback
+import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -92,22 +93,37 @@ class RenderServer:
         self._item_counter = itertools.count()
         self._ctx = None
         self._sock = None
+        self._auth = None
         self.endpoint = ""
+        # item ids unique across servers and restarts: this process's random prefix
+        self._instance = uuid.uuid4().hex[:12]
 
     # ---------------------------------------------------------------- socket
-    def bind(self, address: str = "tcp://127.0.0.1:5555") -> str:
-        """Bind the ROUTER socket; returns the resolved endpoint (ports given as * resolved)."""
+    def bind(self, address: str = "tcp://127.0.0.1:5555", curve: str | None = None) -> str:
+        """Bind the ROUTER socket; returns the resolved endpoint (ports given as * resolved).
+        curve: a key folder (protocol.curve); required on any non-loopback address."""
         import zmq
 
+        from protocol import curve as curve_keys
+
+        if curve is None and not curve_keys.is_loopback(address):
+            raise OSError(f"refusing to serve {address} without authentication: anyone who "
+                          f"can reach it could render and change psi; make keys with `autosim "
+                          f"keys --out DIR` and pass --curve DIR (or bind 127.0.0.1)")
         self._ctx = zmq.Context()
         self._sock = self._ctx.socket(zmq.ROUTER)
         self._sock.setsockopt(zmq.LINGER, 0)
         self._sock.setsockopt(zmq.MAXMSGSIZE, self.limits.max_message_bytes)
         try:
+            if curve is not None:
+                self._auth = curve_keys.secure_server(self._sock, self._ctx, curve)
             self._sock.bind(address)
         except zmq.ZMQError as exc:
             self.close()
             raise OSError(f"cannot bind render server to {address}: {exc}") from exc
+        except curve_keys.KeysError as exc:
+            self.close()
+            raise OSError(f"--curve: {exc}") from None
         self.endpoint = self._sock.getsockopt_string(zmq.LAST_ENDPOINT)
         return self.endpoint
 
@@ -135,6 +151,9 @@ class RenderServer:
             pass
 
     def close(self) -> None:
+        if self._auth is not None:
+            self._auth.stop()
+            self._auth = None
         if self._sock is not None:
             self._sock.close(0)
             self._sock = None
@@ -268,7 +287,8 @@ class RenderServer:
                     "render_failed", f"item {index} of {n}: {type(exc).__name__}: {exc}"
                 ) from exc
             item = {
-                "item_id": f"{self.state.generation}-{next(self._item_counter)}",
+                "item_id": f"{self._instance}-{self.state.generation}-"
+                           f"{next(self._item_counter)}",
                 "index": index,
                 "seed": seed,
                 "generation": self.state.generation,

@@ -29,6 +29,8 @@ def _servers_options(p: argparse.ArgumentParser) -> None:
                    help="Cycles threads per local server (0 = all cores)")
     p.add_argument("--timeout", type=float, default=120.0, metavar="S",
                    help="seconds to wait for a render server before giving up (default 120)")
+    p.add_argument("--curve", metavar="DIR", help="CURVE key folder (`autosim keys`) to "
+                   "authenticate to --server render servers (local ones use it too)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -169,6 +171,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--bind", default="tcp://127.0.0.1:5555")
     serve.add_argument("--threads", type=int, default=0)
     serve.add_argument("--params")
+    serve.add_argument("--curve", metavar="DIR", help="CURVE key folder (`autosim keys`): "
+                       "only its authorized clients get answers; required off loopback")
+    serve.add_argument("--max-message-mb", type=float, default=256.0,
+                       help="largest request accepted, MiB (default 256)")
+
+    keys = sub.add_parser("keys", help="make CURVE keys for an authenticated render farm")
+    keys.add_argument("--out", required=True, help="key folder to create")
     return parser
 
 

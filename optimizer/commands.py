@@ -52,8 +52,11 @@ def open_simulator(args: argparse.Namespace, scene: str,
     """Running servers from --server, else local bpy servers started (and stopped) here,
     serving the built-in `scene` or, given `blend` (scene BLEND), that bound .blend."""
     blend = blend or (blend_path(args) if scene == BLEND else None)
+    curve = getattr(args, "curve", None)
+    if curve is not None and not Path(curve).is_dir():
+        raise CliError(f"--curve {curve}: no such key folder (make one with autosim keys)")
     if args.server:
-        with RemoteSimulator(args.server, timeout_s=args.timeout) as sim:
+        with _remote(args.server, args.timeout, curve) as sim:
             if scene != BLEND and sim.scene != scene:
                 raise CliError(f"server(s) {args.server} serve scene {sim.scene!r}, not {scene!r}")
             yield sim
@@ -63,9 +66,18 @@ def open_simulator(args: argparse.Namespace, scene: str,
     if args.local_servers < 1:
         raise CliError(f"--local-servers must be at least 1, got {args.local_servers}")
     with LocalServers(scene, args.local_servers, threads=args.threads,
-                      blend=blend) as endpoints:
-        with RemoteSimulator(endpoints, timeout_s=args.timeout) as sim:
+                      blend=blend, curve=curve) as endpoints:
+        with _remote(endpoints, args.timeout, curve) as sim:
             yield sim
+
+
+def _remote(endpoints: list[str], timeout_s: float, curve: str | None) -> RemoteSimulator:
+    from protocol.curve import KeysError
+
+    try:
+        return RemoteSimulator(endpoints, timeout_s=timeout_s, curve=curve)
+    except KeysError as exc:
+        raise CliError(f"--curve: {exc}") from None
 
 
 def _target_space(sim: RemoteSimulator, params: str | None, preset: str | None) -> ParameterSpace:
@@ -108,10 +120,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     blend = blend_path(args)
     argv = (["--blend", blend] if blend else ["--scene", args.scene]) + [
-        "--bind", args.bind, "--threads", str(args.threads)]
+        "--bind", args.bind, "--threads", str(args.threads),
+        "--max-message-mb", str(args.max_message_mb)]
+    if args.curve:
+        argv += ["--curve", args.curve]
     if args.params:
         argv += ["--params", args.params]
     return serve.main(argv)
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from protocol.curve import KeysError, generate
+
+    try:
+        root = generate(args.out)
+    except KeysError as exc:
+        raise CliError(str(exc)) from None
+    print(f"wrote CURVE keys to {root}: servers use --curve {root} (server.key_secret, "
+          f"authorized/), clients --curve {root} (client.key_secret, server.key); keep the "
+          f"*.key_secret files private")
+    return 0
 
 
 def cmd_optimize(args: argparse.Namespace) -> int:

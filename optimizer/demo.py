@@ -51,16 +51,17 @@ def run_demo(args: argparse.Namespace) -> int:
         raise CliError(f"{run_dir} already holds a demo run: pass another --out")
     print("autosim demo: AutoSimulate (quadratic approximation) on the clevr scene "
           "(segmentation, UNet, mIoU)", flush=True)
-    servers = LocalServers("clevr", args.local_servers, threads=args.threads) \
+    curve = getattr(args, "curve", None)
+    servers = LocalServers("clevr", args.local_servers, threads=args.threads, curve=curve) \
         if not args.server else None
     endpoints = servers.start() if servers else args.server
     try:
-        with RemoteSimulator(endpoints, timeout_s=args.timeout) as sim:
+        with RemoteSimulator(endpoints, timeout_s=args.timeout, curve=curve) as sim:
             print(f"  render server(s): Blender {sim.blender} at {', '.join(endpoints)}",
                   flush=True)
             target = sim.space.preset("validation")
             summary = render_dataset(sim, target, args.n, 10_000 + args.seed, args.size,
-                                     out / "val")
+                                     out / "val", progress=args.progress)
             print(f"  rendered a validation set of {args.n} images from the validation "
                   f"configuration ({summary['images_per_s']:.1f} images/s) -> {out / 'val'}",
                   flush=True)
@@ -78,7 +79,7 @@ def run_demo(args: argparse.Namespace) -> int:
         result = run_optimize(config, run_args, resume=False, progress=args.progress)
         _print_outcome(result, start_space, target, run_dir)
         if args.judge_seeds:
-            with RemoteSimulator(endpoints, timeout_s=args.timeout) as sim:
+            with RemoteSimulator(endpoints, timeout_s=args.timeout, curve=curve) as sim:
                 _judge_outcome(sim, args, out, start_space, result["end"], target)
     finally:
         if servers:

@@ -1,10 +1,10 @@
 """The optimisation loop around any method: budget, metrics.jsonl, checkpoints, resume, report.
 
-Order per iteration: step -> metrics line and TensorBoard events -> checkpoint (atomic rename). An interruption
-between the two leaves a metrics line the checkpoint has not caught up with: on resume, lines
-from the checkpoint's iteration on are dropped and that iteration is redone, so the log never has
-a gap or a duplicate (the other order loses the line of a checkpointed iteration); TensorBoard's
-purge_step does the same for the event files.
+Order per iteration: step -> metrics line and TensorBoard events -> checkpoint (atomic rename).
+An interruption between the two leaves a metrics line the checkpoint has not caught up with:
+on resume, lines from the checkpoint's iteration on are dropped and that iteration is redone,
+so the log never has a gap or a duplicate (the other order loses the line of a checkpointed
+iteration); TensorBoard's purge_step does the same for the event files.
 """
 
 from __future__ import annotations

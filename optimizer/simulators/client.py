@@ -31,7 +31,8 @@ class ServerUnavailable(RuntimeError):
 
 class RenderClient:
     def __init__(self, endpoint: str, *, timeout_s: float = 60.0,
-                 context: zmq.Context | None = None, name: str = "autosim-optimizer") -> None:
+                 context: zmq.Context | None = None, name: str = "autosim-optimizer",
+                 curve: str | None = None) -> None:
         self.endpoint = endpoint
         self.timeout_s = timeout_s
         self.name = name
@@ -39,6 +40,11 @@ class RenderClient:
         self._ids = itertools.count()
         self._sock = self._ctx.socket(zmq.DEALER)
         self._sock.setsockopt(zmq.LINGER, 0)
+        self._sock.setsockopt(zmq.SNDTIMEO, int(timeout_s * 1000))
+        if curve is not None:  # CURVE keys (protocol.curve): before connect
+            from protocol.curve import secure_client
+
+            secure_client(self._sock, curve)
         self._sock.connect(endpoint)
         self.pending: str | None = None
 
@@ -48,7 +54,11 @@ class RenderClient:
     def send(self, type_: str, fields: Mapping[str, Any] | None = None) -> str:
         """Send one request without waiting; returns its id (see `receive`)."""
         request_id = f"{self.name}-{next(self._ids)}"
-        self._sock.send_multipart([b"", *wire.encode(type_, request_id, fields)])
+        try:  # SNDTIMEO: a DEALER with no usable peer (e.g. a refused CURVE handshake) blocks
+            self._sock.send_multipart([b"", *wire.encode(type_, request_id, fields)])
+        except zmq.Again:
+            raise ServerUnavailable(f"render server {self.endpoint}: cannot send (no "
+                                    f"connection within {self.timeout_s:.0f} s)") from None
         self.pending = request_id
         return request_id
 

@@ -28,11 +28,12 @@ class ServerStartError(RuntimeError):
 class LocalServers:
     def __init__(self, scene: str, count: int = 1, *, threads: int = 0, params: str | None = None,
                  startup_timeout_s: float = 180.0, log_dir: str | None = None,
-                 blend: str | None = None) -> None:
+                 blend: str | None = None, curve: str | None = None) -> None:
         if count < 1:
             raise ValueError(f"need at least one local render server, got {count}")
         self.scene = scene
         self.blend = None if blend is None else str(Path(blend).resolve())
+        self.curve = None if curve is None else str(Path(curve).resolve())
         self.count = count
         self.threads = threads
         self.params = params
@@ -64,6 +65,8 @@ class LocalServers:
                    "--bind", "tcp://127.0.0.1:*", "--threads", str(self.threads)]
             if self.params:
                 cmd += ["--params", self.params]
+            if self.curve:
+                cmd += ["--curve", self.curve]
             log = open(self.log_dir / f"server-{i}.log", "w", encoding="utf-8")  # noqa: SIM115
             self._logs.append(log)
             self.procs.append(subprocess.Popen(

@@ -41,12 +41,12 @@ class Batch:
 
 class RemoteSimulator:
     def __init__(self, endpoints: Sequence[str], *, timeout_s: float = 120.0,
-                 name: str = "autosim-optimizer") -> None:
+                 name: str = "autosim-optimizer", curve: str | None = None) -> None:
         if not endpoints:
             raise ValueError("RemoteSimulator needs at least one render server endpoint")
         self._ctx = zmq.Context()
-        self.clients = [RenderClient(e, timeout_s=timeout_s, context=self._ctx, name=name)
-                        for e in endpoints]
+        self.clients = [RenderClient(e, timeout_s=timeout_s, context=self._ctx, name=name,
+                                     curve=curve) for e in endpoints]
         self.dead: dict[str, str] = {}
         hellos = [c.request("hello", {"client": name}) for c in self.clients]
         scenes = {h.fields["scene"] for h in hellos}
