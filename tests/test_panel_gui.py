@@ -134,6 +134,10 @@ def shoot(win, v3d, ui):
         out["shot"] = sorted(bpy.ops.screen.screenshot(filepath=shot_path))
     out["window"] = [win.width, win.height]
     out["sidebar"] = [ui.x, ui.y, ui.width, ui.height]
+    with bpy.context.temp_override(window=win, area=v3d, region=ui):
+        out["show"] = sorted(bpy.ops.autosim.show_preview())  # no Image Editor: a new window
+    out["editors"] = [a.spaces.active.image.name for w in bpy.context.window_manager.windows
+                      for a in w.screen.areas if a.type == "IMAGE_EDITOR"]
     with open(out_path, "w") as fh:
         json.dump(out, fh)
     bpy.ops.wm.quit_blender()
@@ -194,6 +198,7 @@ def test_context_menu_entry_binds_and_the_panel_reads_in_a_real_window(tmp_path)
     assert out["preview"] == ["FINISHED"] and out["preview_mean"] > 0.02
     assert out["preview_dirty"] is False
     assert out["draws"] >= 1 and out["shot"] == ["FINISHED"]
+    assert out["show"] == ["FINISHED"] and out["editors"] == ["AutoSim Preview"]
 
     from PIL import Image
 
