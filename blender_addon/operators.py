@@ -152,6 +152,7 @@ class _Reporting:
             context.scene.autosim.last_error = str(exc)[:400]
             self.report({"ERROR"}, f"{self.bl_label} failed: {exc}")
             return {"CANCELLED"}
+        context.scene.autosim.last_error = ""  # it worked: the panel's error line goes
         if msg:
             self.report({"INFO"}, msg)
         return {"FINISHED"}

@@ -170,6 +170,13 @@ def test_remove_and_a_missing_target_is_flagged_red(scene):
     calls = []
     ui_list.draw_details(_Layout(calls), s, item, False)
     assert 'objects["Cube"] is gone' in [b.get("text") for n, b in calls if n == "label"]
+    # rendering names the broken binding and changes nothing; the panel shows why
+    text = _text()
+    with pytest.raises(RuntimeError, match=r'Cube_location.*objects\["Cube"\] does not exist'):
+        bpy.ops.autosim.render_preview()
+    with pytest.raises(RuntimeError, match="Server not started.*Cube_location"):
+        bpy.ops.autosim.server_start()
+    assert "Cube_location" in s.last_error and _text() == text
     # filtering by group hides it under "Lights"
     s.group_filter = "LIGHTS"
     ul = types.SimpleNamespace(filter_name="", bitflag_filter_item=1 << 30,
