@@ -162,6 +162,7 @@ def _tools() -> tuple[str, str]:
     return blender, xvfb
 
 
+@pytest.mark.slow
 def test_context_menu_entry_binds_and_the_panel_reads_in_a_real_window(tmp_path):
     blender, xvfb = _tools()
     legacy = bx.build(tmp_path / "dist", legacy=True)
