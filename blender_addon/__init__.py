@@ -2,8 +2,9 @@
 
 Loads as a Blender 4.2+ extension (blender_manifest.toml; package `bl_ext.<repo>.autosim`) and
 as a legacy add-on (bl_info; e.g. Debian's Blender 3.4.1). Importing this package does not
-import bpy: the bpy modules (properties, operators, ui, preferences) load in register(), so
-plain-Python code can import `blender_addon.server`, `.labels`, `.scenes` freely.
+import bpy: the bpy modules (preferences, properties, operators, authoring_ops, ui_list, ui)
+load in register(), so plain-Python code can import `blender_addon.server`, `.labels`,
+`.scenes`, `.authoring` freely.
 
 Outside this repository `protocol` is not importable: the extension zip carries it under
 `_vendor/` and the pyzmq wheels under `wheels/` (Blender installs those for extensions; for a
@@ -33,7 +34,7 @@ import zipfile  # noqa: E402
 _HERE = os.path.dirname(os.path.abspath(__file__))
 VENDOR_DIR = os.path.join(_HERE, "_vendor")
 WHEELS_DIR = os.path.join(_HERE, "wheels")
-_MODULES = ("preferences", "properties", "operators", "ui")  # registration order
+_MODULES = ("preferences", "properties", "operators", "authoring_ops", "ui_list", "ui")
 _registered = False
 
 
@@ -119,7 +120,7 @@ def _module(name: str):
 
 
 def register() -> None:
-    """Register every module's classes (preferences, properties, operators, ui)."""
+    """Register every module's classes (see _MODULES), in order."""
     global _registered
     if _registered:
         unregister()

@@ -1,13 +1,12 @@
-"""Thin operators of the AutoSim panel.
+"""Thin operators of the AutoSim panel: examples, samples, preview, JSON, dataset, server.
 
-The work lives in plain functions (build_scene, apply_sample, render_preview, export_space,
-import_space, generate_dataset) that the operators call and tests call directly. The render
-server the GUI runs (start_server, stop_server, server_timer) lives in live.py; those names are
-also importable from here, as tests and scripts have always used them.
+The work lives in plain functions (apply_sample, render_preview, export_space, import_space,
+generate_dataset) that the operators call and tests call directly; each works on what the panel
+shows (source.session: the file's bindings or a built-in example). Binding operators are in
+authoring_ops.py. The GUI render server (start_server, stop_server, server_timer) lives in
+live.py; those names are also importable from here, as tests and scripts have always used them.
 """
 
-import colorsys
-import contextlib
 import json
 
 import bpy
@@ -19,80 +18,27 @@ from bpy_extras.io_utils import ExportHelper, ImportHelper
 from protocol.dataset import DatasetWriter
 from protocol.space import ParameterSpace, SpaceError
 
+from . import examples, preview, render, source
 from . import properties as P
-from . import render
+from .examples import scene_handle as scene_handle
 from .live import TIMER_INTERVAL as TIMER_INTERVAL
 from .live import push_edit, start_server, stop_server
 from .live import running_server as running_server
 from .live import server_timer as server_timer
-from .preferences import get_preferences
-from .scenes import classes as scene_classes
-from .scenes import load, space_dict
+from .scenes import space_dict
 
-# `X as X`: TIMER_INTERVAL, running_server and server_timer are re-exported from live.py, so
-# tests and scripts keep reaching the GUI server as operators.server_timer and so on.
-
-PREVIEW_IMAGE, PREVIEW_MASK = "AutoSim Preview", "AutoSim Preview Mask"
-
-_handles: dict = {}   # bpy scene name -> SceneHandle made by build_scene()
+# `X as X`: re-exported, so tests and scripts keep reaching them as operators.X.
+_ERRORS = (RuntimeError, OSError, ImportError, ValueError)  # SceneError is a ValueError
 
 
-# ------------------------------------------------------------------------------ scene
-
-
-def scene_handle(scene):
-    """The SceneHandle build_scene() made for `scene`, or None (never built, or gone)."""
-    handle = _handles.get(scene.name)
-    if handle is None:
-        return None
-    try:
-        first = next(iter(handle.objects.values()))
-        first = first[0] if isinstance(first, list) else first
-        ok = handle.scene == scene and bool(first.name)
-    except (ReferenceError, StopIteration, IndexError):
-        ok = False
-    if not ok:
-        _handles.pop(scene.name, None)
-    return handle if ok else None
-
-
-def _require_handle(scene):
-    handle = scene_handle(scene)
-    if handle is None:
-        raise RuntimeError("build the scene first (AutoSim > Build Scene)")
-    return handle
-
-
-def build_scene(scene, name: str, reset: bool = False):
-    """Build scene `name` into the current file (replacing its contents) and show its space
-    (kept when the panel already shows this scene's parameters, unless reset)."""
-    stop_server()
-    if scene != bpy.context.scene:
-        raise RuntimeError("AutoSim builds into the active scene")
-    handle = load(name).build()
+def build_scene(scene, name: str):
+    """Build example `name` in a new scene (shown in the window); returns its SceneHandle.
+    `scene` is the scene the artist was on: it is left as it was."""
+    handle = examples.build_example(name)
     settings = handle.scene.autosim
-    size = settings.preview_size
-    render.configure(handle.scene, size, size, device=get_preferences().device)
-    _handles.clear()
-    _handles[handle.scene.name] = handle
     settings.scene = name
-    space = ParameterSpace.from_dict(space_dict(name))
-    if not reset and settings.space_name == name:
-        with contextlib.suppress(SpaceError, ValueError):
-            space = P.current_space(settings)
-    P.space_to_props(space, settings)
+    P.space_to_props(ParameterSpace.from_dict(space_dict(name)), settings)
     return handle
-
-
-@contextlib.contextmanager
-def _resolution(scene, width: int, height: int):
-    r = scene.render
-    saved = r.resolution_x, r.resolution_y, r.resolution_percentage
-    render.set_resolution(scene, width, height)
-    try:
-        yield
-    finally:
-        r.resolution_x, r.resolution_y, r.resolution_percentage = saved
 
 
 def sample_latent(space: ParameterSpace, seed: int):
@@ -103,51 +49,23 @@ def sample_latent(space: ParameterSpace, seed: int):
 
 def apply_sample(scene, seed: int):
     """Apply one random sample of the panel's distribution; returns (named latent, placed)."""
-    handle = _require_handle(scene)
+    sess = source.session(scene)
     _, named = sample_latent(P.current_space(scene.autosim), seed)
-    placed = load(handle.name).apply(handle, named)
+    placed = sess.apply(named)
     scene.autosim.last_sample = json.dumps(named)
     return named, placed
 
 
-def _write_image(name: str, rgb: np.ndarray):
-    height, width = rgb.shape[:2]
-    img = bpy.data.images.get(name)
-    if img is None:
-        img = bpy.data.images.new(name, width, height, alpha=False)
-    elif tuple(img.size) != (width, height):
-        img.scale(width, height)
-    rgba = np.ones((height, width, 4), np.float32)
-    rgba[..., :3] = rgb[::-1] / np.float32(255.0)  # Blender images start at the bottom row
-    img.pixels.foreach_set(rgba.ravel())
-    img.update()
-    return img
-
-
-def _mask_colours(mask: np.ndarray, n_classes: int) -> np.ndarray:
-    pal = [(0, 0, 0)] + [colorsys.hsv_to_rgb(i / max(n_classes - 1, 1), 0.75, 1.0)
-                         for i in range(n_classes - 1)]
-    pal = (np.asarray(pal) * 255).astype(np.uint8)
-    return pal[np.clip(mask, 0, n_classes - 1)]
-
-
 def render_preview(scene):
-    """Apply the preview seed's sample and render it into the image "AutoSim Preview" (and
-    its class mask into "AutoSim Preview Mask"); image editors showing nothing show it."""
-    handle = _require_handle(scene)
-    _, placed = apply_sample(scene, scene.autosim.preview_seed)
-    size = scene.autosim.preview_size
-    with _resolution(scene, size, size):
-        result = render.render_frame(scene, placed)
-    img = _write_image(PREVIEW_IMAGE, result.image)
-    _write_image(PREVIEW_MASK, _mask_colours(result.mask, len(scene_classes(handle.name))))
-    wm = bpy.context.window_manager
-    for win in (wm.windows if wm else ()):
-        for area in win.screen.areas:
-            if area.type == "IMAGE_EDITOR" and area.spaces.active.image is None:
-                area.spaces.active.image = img
-            area.tag_redraw()
-    return img
+    """Apply the preview seed's sample and render it small and quick (preview.rendering caps
+    the samples) into the panel's preview and the Image "AutoSim Preview"."""
+    settings = scene.autosim
+    sess = source.session(scene)
+    _, placed = apply_sample(scene, settings.preview_seed)
+    size = settings.preview_size
+    with preview.rendering(sess.scene, size, size, max_samples=settings.preview_samples):
+        result = render.render_frame(sess.scene, placed)
+    return preview.show(result.image, result.mask, len(sess.classes))
 
 
 def export_space(scene, path: str) -> None:
@@ -156,8 +74,8 @@ def export_space(scene, path: str) -> None:
 
 
 def import_space(scene, path: str) -> ParameterSpace:
-    """Load a space JSON into the panel; on any error (unreadable, invalid, another scene's)
-    raise with a clear message and change nothing."""
+    """Load a space JSON into the panel (and the file's description); on any error
+    (unreadable, invalid, another scene's) raise with a clear message and change nothing."""
     from .backend import check_space_fits
 
     settings = scene.autosim
@@ -168,9 +86,16 @@ def import_space(scene, path: str) -> ParameterSpace:
         raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from exc
     except SpaceError as exc:
         raise ValueError(f"{path} is not a valid AutoSim space: {exc}") from exc
-    handle = scene_handle(scene)
-    check_space_fits(handle.name if handle else settings.scene, space)
+    if source.mode(scene) == "FILE":
+        base = source.panel_description(scene).space
+        if space.names != base.names or space.latent_dim != base.latent_dim:
+            raise ValueError(f"parameter space does not fit this file's bindings: expected "
+                             f"parameters {base.names}, got {space.names}")
+    else:
+        handle = scene_handle(scene)
+        check_space_fits(handle.name if handle else settings.scene, space)
     P.space_to_props(space, settings)
+    source.save_edits(scene)
     push_edit(scene)
     return space
 
@@ -178,20 +103,19 @@ def import_space(scene, path: str) -> ParameterSpace:
 def generate_dataset(scene, folder: str, n: int, size: int, seed: int, progress=None) -> str:
     """Render n samples of the panel's distribution into `folder` (protocol.dataset layout:
     images, class masks, YOLO labels + data.yaml, items.jsonl with latent and seed)."""
-    handle = _require_handle(scene)
     settings = scene.autosim
+    sess = source.session(scene)
     space = P.current_space(settings)
     latents = space.sample(int(n), np.random.default_rng(int(seed)))
-    module = load(handle.name)
-    with _resolution(scene, size, size), \
-            DatasetWriter(folder, scene_classes(handle.name), space.to_dict()) as writer:
+    with preview.rendering(sess.scene, size, size), \
+            DatasetWriter(folder, sess.classes, space.to_dict()) as writer:
         for i, row in enumerate(latents):
             named = space.unpack_latent(row)
-            placed = module.apply(handle, space.clip_latent(named))
-            res = render.render_frame(scene, placed)
+            placed = sess.apply(space.clip_latent(named))
+            res = render.render_frame(sess.scene, placed)
             writer.add(res.image, res.mask, res.boxes, res.classes, {
                 "item_id": f"blender-{seed}-{i}", "seed": int(seed), "index": i,
-                "generation": settings.server_generation, "scene": handle.name,
+                "generation": settings.server_generation, "scene": sess.name,
                 "latent": row.tolist(), "latent_named": named})
             if progress is not None:
                 progress(i + 1)
@@ -201,49 +125,60 @@ def generate_dataset(scene, folder: str, n: int, size: int, seed: int, progress=
 @bpy.app.handlers.persistent
 def _on_load_pre(*_args) -> None:
     stop_server()
-    _handles.clear()
+    examples.forget()
 
 
 # ------------------------------------------------------------------------------ operators
 
 
-class _NeedsScene:
+class _NeedsSource:
     @classmethod
     def poll(cls, context):
-        if context.scene is not None and scene_handle(context.scene) is not None:
+        if context.scene is not None and source.mode(context.scene) != "NONE":
             return True
         if hasattr(cls, "poll_message_set"):
-            cls.poll_message_set("Build the AutoSim scene first")
+            cls.poll_message_set("Bind a property (right-click > Randomize with AutoSim) or "
+                                 "build an example first")
         return False
 
 
-class AUTOSIM_OT_build_scene(Operator):
-    """Build the chosen AutoSim scene into this file (replaces all objects)"""
-
-    bl_idname = "autosim.build_scene"
-    bl_label = "Build Scene"
-    reset: BoolProperty(name="Reset distributions", default=False,
-                        description="Load the scene's shipped distributions even when the "
-                                    "panel already shows this scene's parameters")
-
-    def invoke(self, context, event):
-        return context.window_manager.invoke_confirm(self, event)
+class _Reporting:
+    """execute() runs self.run(context); an error becomes an ERROR report, nothing else."""
 
     def execute(self, context):
-        name = context.scene.autosim.scene
-        build_scene(context.scene, name, reset=self.reset)
-        self.report({"INFO"}, f"Built scene {name!r}")
+        try:
+            msg = self.run(context)
+        except _ERRORS as exc:
+            context.scene.autosim.last_error = str(exc)[:400]
+            self.report({"ERROR"}, f"{self.bl_label} failed: {exc}")
+            return {"CANCELLED"}
+        context.scene.autosim.last_error = ""  # it worked: the panel's error line goes
+        if msg:
+            self.report({"INFO"}, msg)
         return {"FINISHED"}
 
 
+class AUTOSIM_OT_build_scene(_Reporting, Operator):
+    """Build the chosen example in a new scene of this file (your scenes stay as they are)"""
+
+    bl_idname = "autosim.build_scene"
+    bl_label = "Build Example"
+
+    def run(self, context):
+        name = context.scene.autosim.scene
+        handle = build_scene(context.scene, name)
+        return f"Built example {name!r} in the new scene {handle.scene.name!r}"
+
+
 class AUTOSIM_OT_reset_space(Operator):
-    """Show the scene's shipped distributions (or its validation preset)"""
+    """Show the example's shipped distributions (or its validation preset)"""
 
     bl_idname = "autosim.reset_space"
     bl_label = "Reset Distributions"
+    bl_options = {"REGISTER", "UNDO"}
     preset: EnumProperty(name="Preset", items=[
-        ("DEFAULT", "Shipped", "The scene's shipped starting distributions"),
-        ("VALIDATION", "Validation", "The scene's validation preset")])
+        ("DEFAULT", "Shipped", "The example's shipped starting distributions"),
+        ("VALIDATION", "Validation", "The example's validation preset")])
 
     def execute(self, context):
         s = context.scene.autosim
@@ -254,32 +189,44 @@ class AUTOSIM_OT_reset_space(Operator):
         return {"FINISHED"}
 
 
-class AUTOSIM_OT_apply_sample(_NeedsScene, Operator):
-    """Apply one random sample of the distributions to the scene (same seed, same scene)"""
+class AUTOSIM_OT_apply_sample(_NeedsSource, _Reporting, Operator):
+    """Apply one random sample of the distributions to the scene (same seed, same scene;
+    Ctrl-Z brings the values back)"""
 
     bl_idname = "autosim.apply_sample"
     bl_label = "Apply Random Sample"
-    bl_options = {"REGISTER"}
+    bl_options = {"REGISTER", "UNDO"}
     next_seed: BoolProperty(name="Next seed", default=False,
                             description="Advance the seed by one first")
 
-    def execute(self, context):
+    def run(self, context):
         s = context.scene.autosim
         if self.next_seed:
             s.preview_seed += 1
         apply_sample(context.scene, s.preview_seed)
-        return {"FINISHED"}
 
 
-class AUTOSIM_OT_render_preview(_NeedsScene, Operator):
-    """Render the seed's sample into the image named AutoSim Preview"""
+class AUTOSIM_OT_render_preview(_NeedsSource, _Reporting, Operator):
+    """Apply the seed's sample and render a small preview shown in the panel"""
 
     bl_idname = "autosim.render_preview"
     bl_label = "Render Preview"
+    bl_options = {"REGISTER", "UNDO"}
+
+    def run(self, context):
+        render_preview(context.scene)
+
+
+class AUTOSIM_OT_show_preview(Operator):
+    """Show the preview in an Image Editor (opens the render view when there is none)"""
+
+    bl_idname = "autosim.show_preview"
+    bl_label = "Open in Image Editor"
 
     def execute(self, context):
-        render_preview(context.scene)
-        self.report({"INFO"}, f"Rendered into image {PREVIEW_IMAGE!r}")
+        if not preview.open_image_editor(context):
+            self.report({"ERROR"}, "Render a preview first")
+            return {"CANCELLED"}
         return {"FINISHED"}
 
 
@@ -312,14 +259,14 @@ class AUTOSIM_OT_import_space(Operator, ImportHelper):
     def execute(self, context):
         try:
             import_space(context.scene, self.filepath)
-        except (ValueError, OSError) as exc:
+        except (ValueError, OSError, RuntimeError) as exc:
             self.report({"ERROR"}, f"Import failed, nothing changed: {exc}")
             return {"CANCELLED"}
         self.report({"INFO"}, f"Loaded {self.filepath}")
         return {"FINISHED"}
 
 
-class AUTOSIM_OT_generate_dataset(_NeedsScene, Operator):
+class AUTOSIM_OT_generate_dataset(_NeedsSource, Operator):
     """Render N samples with masks, YOLO labels and items.jsonl into the folder"""
 
     bl_idname = "autosim.generate_dataset"
@@ -336,7 +283,7 @@ class AUTOSIM_OT_generate_dataset(_NeedsScene, Operator):
         try:
             out = generate_dataset(context.scene, folder, s.dataset_n, s.dataset_size,
                                    s.dataset_seed, progress=wm.progress_update)
-        except (OSError, SpaceError) as exc:
+        except _ERRORS as exc:
             self.report({"ERROR"}, f"Dataset failed: {exc}")
             return {"CANCELLED"}
         finally:
@@ -345,17 +292,17 @@ class AUTOSIM_OT_generate_dataset(_NeedsScene, Operator):
         return {"FINISHED"}
 
 
-class AUTOSIM_OT_server_start(_NeedsScene, Operator):
+class AUTOSIM_OT_server_start(_NeedsSource, Operator):
     """Serve renders of this scene over ZeroMQ; optimizers steer the distributions live"""
 
     bl_idname = "autosim.server_start"
-    bl_label = "Start Server"
+    bl_label = "Serve"
 
     def execute(self, context):
         try:
             endpoint = start_server(context.scene)
-        except (RuntimeError, OSError, ImportError, SpaceError) as exc:
-            context.scene.autosim.last_error = str(exc)
+        except _ERRORS as exc:
+            context.scene.autosim.last_error = str(exc)[:400]
             self.report({"ERROR"}, f"Server not started: {exc}")
             return {"CANCELLED"}
         self.report({"INFO"}, f"Render server on {endpoint}")
@@ -366,7 +313,7 @@ class AUTOSIM_OT_server_stop(Operator):
     """Stop the render server and close its socket"""
 
     bl_idname = "autosim.server_stop"
-    bl_label = "Stop Server"
+    bl_label = "Stop"
 
     def execute(self, context):
         stop_server()
@@ -374,13 +321,15 @@ class AUTOSIM_OT_server_stop(Operator):
 
 
 classes = (AUTOSIM_OT_build_scene, AUTOSIM_OT_reset_space, AUTOSIM_OT_apply_sample,
-           AUTOSIM_OT_render_preview, AUTOSIM_OT_export_space, AUTOSIM_OT_import_space,
-           AUTOSIM_OT_generate_dataset, AUTOSIM_OT_server_start, AUTOSIM_OT_server_stop)
+           AUTOSIM_OT_render_preview, AUTOSIM_OT_show_preview, AUTOSIM_OT_export_space,
+           AUTOSIM_OT_import_space, AUTOSIM_OT_generate_dataset, AUTOSIM_OT_server_start,
+           AUTOSIM_OT_server_stop)
 _register_classes, _unregister_classes = bpy.utils.register_classes_factory(classes)
 
 
 def register() -> None:
     _register_classes()
+    preview.register()
     if push_edit not in P.EDIT_HOOKS:
         P.EDIT_HOOKS.append(push_edit)
     if _on_load_pre not in bpy.app.handlers.load_pre:
@@ -389,9 +338,10 @@ def register() -> None:
 
 def unregister() -> None:
     stop_server()
-    _handles.clear()
+    examples.forget()
     if _on_load_pre in bpy.app.handlers.load_pre:
         bpy.app.handlers.load_pre.remove(_on_load_pre)
     if push_edit in P.EDIT_HOOKS:
         P.EDIT_HOOKS.remove(push_edit)
+    preview.unregister()
     _unregister_classes()

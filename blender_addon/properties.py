@@ -16,10 +16,15 @@ mean / log_std / logit values are read back, never re-derived from the shown std
 
 Artist edits: changing a shown std sets log_std = log(std) (clamped to LOG_STD_RANGE); changing
 one choice's prob rescales the other choices to keep the sum at 1 and sets logits = log(p)
-(p floored at PROB_FLOOR so logits stay finite). Programmatic fills run inside `filling()`, and
-every update callback returns at once while filling, so a fill never recurses or re-derives.
-After a real artist edit the functions in EDIT_HOOKS are called with the Scene (live.push_edit,
-installed by operators.py, pushes the edited distribution to a running render server).
+(p floored at PROB_FLOOR so logits stay finite); a typed logit (the "logits" view) updates the
+shown probabilities. Programmatic fills run inside `filling()`, and every update callback
+returns at once while filling, so a fill never recurses or re-derives. After a real artist
+edit the functions in EDIT_HOOKS are called with the Scene (source.save_edits, installed by
+authoring_ops.py, stores it in the file's description; live.push_edit, installed by
+operators.py, pushes it to a running render server). The maths is in probs.py.
+
+AutosimBinding mirrors the description's bindings for the list (source.show fills them), and
+AutosimSettings also holds the list's selection and filter, the preview, dataset and server.
 """
 
 import contextlib
@@ -48,9 +53,17 @@ from protocol.space import (
 )
 
 from .preferences import DEFAULT_ADDRESS
+from .probs import (  # noqa: F401  (re-exported: the panel's maths lives in probs.py)
+    PROB_FLOOR,
+    clamp_log_std,
+    logit_from_prob,
+    logits_from_probs,
+    renormalised,
+    sigmoid,
+    softmax,
+)
 from .scenes import SCENE_NAMES, space_dict
 
-PROB_FLOOR = 1e-9  # smallest probability an edit can give a choice: logit >= log(1e-9) ~ -20.7
 STD_MIN, STD_MAX = math.exp(LOG_STD_RANGE[0]), math.exp(LOG_STD_RANGE[1])
 
 EDIT_HOOKS: list = []  # callables(scene) run after an artist edit (not during fills)
@@ -70,59 +83,6 @@ def filling():
 
 def is_filling() -> bool:
     return _filling > 0
-
-
-# ------------------------------------------------------------------------------ pure maths
-
-
-def softmax(logits):
-    m = max(logits)
-    e = [math.exp(v - m) for v in logits]
-    s = sum(e)
-    return [v / s for v in e]
-
-
-def sigmoid(x: float) -> float:
-    if x >= 0:
-        return 1.0 / (1.0 + math.exp(-x))
-    e = math.exp(x)
-    return e / (1.0 + e)
-
-
-def clamp_log_std(std: float) -> float:
-    """log(std) within LOG_STD_RANGE (std <= 0 counts as the smallest allowed)."""
-    lo, hi = LOG_STD_RANGE
-    if not std > 0.0 or not math.isfinite(std):
-        return lo if not std > 0.0 else hi
-    return min(max(math.log(std), lo), hi)
-
-
-def renormalised(probs, index: int, new_p: float) -> list:
-    """Probabilities after choice `index` was set to `new_p`: the others keep their ratios and
-    share 1 - new_p (evenly when they were all zero)."""
-    new_p = min(max(float(new_p), 0.0), 1.0)
-    k = len(probs)
-    rest = sum(p for j, p in enumerate(probs) if j != index)
-    out = []
-    for j, p in enumerate(probs):
-        if j == index:
-            out.append(new_p)
-        elif rest > 0.0:
-            out.append(max(p, 0.0) / rest * (1.0 - new_p))
-        else:
-            out.append((1.0 - new_p) / (k - 1))
-    return out
-
-
-def logits_from_probs(probs) -> list:
-    """logits = log(p) with p floored at PROB_FLOOR (softmax is shift-invariant)."""
-    total = sum(max(p, 0.0) for p in probs) or 1.0
-    return [math.log(max(p / total, PROB_FLOOR)) for p in probs]
-
-
-def logit_from_prob(p: float) -> float:
-    p = min(max(p, PROB_FLOOR), 1.0 - PROB_FLOOR)
-    return math.log(p / (1.0 - p))
 
 
 # ------------------------------------------------------------------------------ mirror
@@ -281,6 +241,25 @@ def _on_fixed(self, _context) -> None:
         _edited(self)
 
 
+def _on_logit(self, _context) -> None:
+    """A logit typed in (the panel's "logits" view): the shown probabilities follow."""
+    if is_filling():
+        return
+    param = _param_of_choice(self)
+    with filling():
+        for c, p in zip(param.choices, softmax([c.logit for c in param.choices])):
+            c.prob = p
+    _edited(self)
+
+
+def _on_bernoulli_logit(self, _context) -> None:
+    if is_filling():
+        return
+    with filling():
+        self.prob = sigmoid(self.logit)
+    _edited(self)
+
+
 # ------------------------------------------------------------------------------ groups
 
 
@@ -304,7 +283,8 @@ class AutosimChoice(PropertyGroup):
     prob: FloatProperty(name="Probability", description="Probability of this choice (the "
                         "others rescale to keep the total at 1)", min=0.0, max=1.0,
                         subtype="FACTOR", precision=3, update=_on_prob)
-    logit: FloatProperty(name="Logit", description="Stored logit (psi)")
+    logit: FloatProperty(name="Logit", description="Stored logit (psi); probabilities are "
+                         "softmax(logits)", update=_on_logit)
 
 
 class AutosimParam(PropertyGroup):
@@ -320,18 +300,44 @@ class AutosimParam(PropertyGroup):
     choices: CollectionProperty(type=AutosimChoice)
     prob: FloatProperty(name="Probability", description="Probability of 'on'", min=0.0,
                         max=1.0, subtype="FACTOR", precision=3, update=_on_bernoulli_prob)
-    logit: FloatProperty(name="Logit", description="Stored logit (psi)")
+    logit: FloatProperty(name="Logit", description="Stored logit (psi); p = sigmoid(logit)",
+                         update=_on_bernoulli_logit)
+
+
+class AutosimBinding(PropertyGroup):
+    """One binding of the file's description, as the panel lists it (filled by source.py)."""
+
+    param: StringProperty(name="Parameter")
+    kind: StringProperty(name="Kind")
+    target: StringProperty(name="Target", description="What it drives, as Python spells it")
+    json: StringProperty(name="Binding", description="The binding as stored (JSON)")
 
 
 _SCENE_ITEMS = [(n, n.title(), f"The built-in {n!r} scene") for n in SCENE_NAMES]
+GROUP_ITEMS = [("ALL", "All", "Every binding", "PRESET", 0),
+               ("LIGHTS", "Lights", "Lights and the world", "LIGHT", 1),
+               ("QUALITY", "Quality", "Render settings (samples, bounces)", "RENDER_STILL", 2),
+               ("PLACEMENT", "Placement", "Where objects are and which are shown",
+                "OBJECT_ORIGIN", 3),
+               ("MATERIALS", "Materials", "Materials and their inputs", "MATERIAL", 4),
+               ("OTHER", "Other", "Everything else", "DOT", 5)]
 
 
 class AutosimSettings(PropertyGroup):
     """Everything AutoSim keeps on a Scene (`scene.autosim`)."""
 
-    scene: EnumProperty(name="Scene", items=_SCENE_ITEMS,
-                        description="Which AutoSim scene to build into this file")
+    scene: EnumProperty(name="Example", items=_SCENE_ITEMS,
+                        description="Which built-in example scene to build (in a new scene)")
     params: CollectionProperty(type=AutosimParam)
+    active_param: IntProperty(name="Active parameter", default=0)
+    bindings: CollectionProperty(type=AutosimBinding)
+    group_filter: EnumProperty(name="Show", items=GROUP_ITEMS, default="ALL",
+                               description="Which bindings the list shows")
+    show_logits: BoolProperty(name="Logits", default=False,
+                              description="Show and edit logits instead of probabilities")
+    description_hash: StringProperty(name="Description hash",
+                                     description="Hash of the stored description the panel "
+                                                 "shows (a different one: edited elsewhere)")
     space_json: StringProperty(name="Space", description="The base parameter space (JSON)")
     space_name: StringProperty(name="Space name")
     # server
@@ -341,18 +347,24 @@ class AutosimSettings(PropertyGroup):
     server_running: BoolProperty(name="Running")
     server_endpoint: StringProperty(name="Endpoint")
     server_client: StringProperty(name="Optimizer", description="The connected optimizer")
-    server_generation: IntProperty(name="Generation", description="Psi generation")
+    server_generation: IntProperty(name="Generation", description="Psi generation (internal)")
+    server_updates: IntProperty(name="Updates", description="Distribution updates received "
+                                "from the optimizer in this run")
     val_metric: FloatProperty(name="Validation metric", precision=4)
     has_val_metric: BoolProperty()
-    metrics_text: StringProperty(name="Metrics")
+    metric_name: StringProperty(name="Metric", description="Name of the validation metric")
+    metrics_text: StringProperty(name="Metrics", description="Other metrics the optimizer sent")
     server_requests: IntProperty(name="Requests")
     server_images: IntProperty(name="Images")
     last_error: StringProperty(name="Last error")
     # preview and dataset
     preview_seed: IntProperty(name="Seed", min=0, default=0,
                               description="Seed of the random sample applied / previewed")
-    preview_size: IntProperty(name="Preview size", min=8, max=2048, default=128,
+    preview_size: IntProperty(name="Size", min=8, max=2048, default=128,
                               description="Preview render width and height in pixels")
+    preview_samples: IntProperty(name="Samples", min=1, max=4096, default=16,
+                                 description="A preview renders with at most this many Cycles "
+                                             "samples, so the interface stays responsive")
     last_sample: StringProperty(name="Last sample", description="The last applied latent")
     dataset_dir: StringProperty(name="Folder", subtype="DIR_PATH",
                                 description="Where the dataset is written")
@@ -362,7 +374,7 @@ class AutosimSettings(PropertyGroup):
     dataset_seed: IntProperty(name="Seed", min=0, default=0)
 
 
-classes = (AutosimComponent, AutosimChoice, AutosimParam, AutosimSettings)
+classes = (AutosimComponent, AutosimChoice, AutosimParam, AutosimBinding, AutosimSettings)
 _register_classes, _unregister_classes = bpy.utils.register_classes_factory(classes)
 
 

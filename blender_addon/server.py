@@ -67,11 +67,19 @@ class ServerState:
     generation: int = 0
     client: str = ""
     metrics: dict[str, float] = dataclasses.field(default_factory=dict)
+    metric_name: str = ""  # what val_metric measures (e.g. "mIoU"), when the optimizer says
     requests: int = 0
     errors: int = 0
     images: int = 0
+    updates: int = 0  # set_params received since the last hello
     last_error: str = ""
     shutdown_requested: bool = False
+    peers: int = 0  # connected clients (track_peers only)
+
+    def new_run(self) -> None:
+        """A hello starts a run: the counters and metrics shown for the last one go."""
+        self.requests, self.errors, self.images, self.updates = 1, 0, 0, 0
+        self.metrics, self.metric_name, self.last_error = {}, "", ""
 
 
 class RenderServer:
@@ -84,8 +92,13 @@ class RenderServer:
         limits: Limits | None = None,
         on_change: Callable[[ServerState], None] | None = None,
         log: Callable[[str], None] | None = None,
+        track_peers: bool = False,
     ) -> None:
+        """track_peers: watch connections (a ZeroMQ socket monitor) so that the optimizer's
+        name is cleared when its last connection closes (the GUI's status line)."""
         self.backend = backend
+        self.track_peers = track_peers
+        self._monitor = None
         self.limits = limits or Limits()
         self.state = ServerState(space=backend.space)
         self.on_change = on_change
@@ -125,7 +138,25 @@ class RenderServer:
             self.close()
             raise OSError(f"--curve: {exc}") from None
         self.endpoint = self._sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        if self.track_peers:
+            self._monitor = self._sock.get_monitor_socket(
+                zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED)
         return self.endpoint
+
+    def _poll_peers(self) -> None:
+        """Count connections; the last one closing means the optimizer left."""
+        import zmq
+        from zmq.utils.monitor import recv_monitor_message
+
+        while self._monitor is not None and self._monitor.poll(0, zmq.POLLIN):
+            event = recv_monitor_message(self._monitor)["event"]
+            if event == zmq.EVENT_ACCEPTED:
+                self.state.peers += 1
+            elif event == zmq.EVENT_DISCONNECTED:
+                self.state.peers = max(self.state.peers - 1, 0)
+                if self.state.peers == 0 and self.state.client:
+                    self.state.client = ""
+                    self._changed()
 
     def step(self, timeout_ms: int = 0, max_messages: int = 16) -> bool:
         """Serve waiting requests (waiting up to timeout_ms for the first); False after shutdown."""
@@ -133,6 +164,7 @@ class RenderServer:
 
         if self._sock is None:
             raise RuntimeError("RenderServer.step() before bind()")
+        self._poll_peers()
         for i in range(max_messages):
             if not self._sock.poll(timeout_ms if i == 0 else 0, zmq.POLLIN):
                 break
@@ -154,6 +186,10 @@ class RenderServer:
         if self._auth is not None:
             self._auth.stop()
             self._auth = None
+        if self._monitor is not None:
+            self._sock.disable_monitor()
+            self._monitor.close(0)
+            self._monitor = None
         if self._sock is not None:
             self._sock.close(0)
             self._sock = None
@@ -198,9 +234,10 @@ class RenderServer:
 
     def _on_hello(self, msg: wire.Message) -> dict[str, Any]:
         client = msg.fields.get("client")
+        self.state.new_run()
         if client:
             self.state.client = str(client)[:200]
-            self._changed()
+        self._changed()
         return {
             "protocol": wire.PROTOCOL_VERSION,
             "server": SERVER_NAME,
@@ -229,10 +266,13 @@ class RenderServer:
             raise RequestError("bad_value", f"psi: {exc}") from exc
         self.state.space = space
         self.state.generation += 1
+        self.state.updates += 1
         if msg.fields.get("client"):
             self.state.client = str(msg.fields["client"])[:200]
         if msg.fields.get("metrics"):
             self.state.metrics = {str(k): float(v) for k, v in msg.fields["metrics"].items()}
+        if msg.fields.get("metric_name"):
+            self.state.metric_name = str(msg.fields["metric_name"])[:64]
         self._changed()
         return {"generation": self.state.generation}
 

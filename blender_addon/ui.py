@@ -1,9 +1,16 @@
-"""The "AutoSim" tab of the 3D viewport sidebar. Panels only draw; operators do the work."""
+"""The "AutoSim" tab of the 3D viewport sidebar. Panels only draw; operators do the work.
+
+One parent panel says what the panel shows (the file's bindings, a built-in example, or
+nothing yet and how to start); sub-panels that collapse hold the bindings list and the selected
+binding (ui_list.py), the preview, the dataset export, the render server and the examples.
+Layouts are Blender's own (UIList, use_property_split, sub-panels), so labels read at the
+sidebar's default width.
+"""
 
 import bpy
 from bpy.types import Panel
 
-from . import live, operators
+from . import live, preview, source, ui_list
 
 
 class _AutosimPanel:
@@ -16,6 +23,21 @@ class _AutosimPanel:
         return context.scene is not None and hasattr(context.scene, "autosim")
 
 
+def _split(layout):
+    col = layout.column()
+    col.use_property_split = True
+    col.use_property_decorate = False
+    return col
+
+
+def _pair(layout, key: str, value: str, icon: str = "NONE") -> None:
+    """A 'key   value' line aligned like use_property_split fields."""
+    row = layout.split(factor=0.4)
+    row.alignment = "RIGHT"
+    row.label(text=key)
+    row.label(text=value, icon=icon)
+
+
 class AUTOSIM_PT_main(_AutosimPanel, Panel):
     bl_idname = "AUTOSIM_PT_main"
     bl_label = "AutoSim"
@@ -23,126 +45,141 @@ class AUTOSIM_PT_main(_AutosimPanel, Panel):
     def draw(self, context):
         s = context.scene.autosim
         layout = self.layout
-        row = layout.row(align=True)
-        row.prop(s, "scene", text="")
-        row.operator("autosim.build_scene", icon="SCENE_DATA")
-        handle = operators.scene_handle(context.scene)
-        if handle is None:
-            layout.label(text="Not built in this session yet", icon="INFO")
+        mode = source.mode(context.scene)
+        col = layout.column(align=True)
+        if mode == "EXAMPLE":
+            col.label(text=f"Example scene: {s.scene}", icon="SCENE_DATA")
+        elif mode == "FILE":
+            col.label(text=f"{len(s.params)} bound in this file", icon="LINKED")
+            if source.stale(context.scene):
+                row = col.row()
+                row.alert = True
+                row.label(text="Description changed", icon="ERROR")
+                row.operator("autosim.reload_description", icon="FILE_REFRESH")
         else:
-            layout.label(text=f"Scene {handle.name!r} ready", icon="CHECKMARK")
+            col.label(text="Nothing bound yet.", icon="INFO")
+            col.label(text="Right-click a property:")
+            col.label(text="Randomize with AutoSim")
+        if s.last_error:
+            row = layout.row()
+            row.alert = True
+            row.label(text=s.last_error, icon="ERROR")
 
 
-class AUTOSIM_PT_distributions(_AutosimPanel, Panel):
-    bl_idname = "AUTOSIM_PT_distributions"
-    bl_label = "Distributions"
+class AUTOSIM_PT_bindings(_AutosimPanel, Panel):
+    bl_idname = "AUTOSIM_PT_bindings"
+    bl_label = "Bindings"
     bl_parent_id = "AUTOSIM_PT_main"
 
     def draw(self, context):
         s = context.scene.autosim
         layout = self.layout
-        if not len(s.params):
-            layout.label(text="Build a scene or import a space", icon="INFO")
-            return
+        mode = source.mode(context.scene)
+        row = layout.row()
+        row.prop(s, "group_filter", expand=True, icon_only=True)
+        row.separator()
+        tools = row.row(align=True)
+        tools.alignment = "RIGHT"
+        tools.menu("AUTOSIM_MT_one_of", text="", icon="ADD")
+        tools.operator("autosim.remove_param", text="", icon="REMOVE")
+        if mode == "FILE":
+            tools.operator("autosim.reload_description", text="", icon="FILE_REFRESH")
+        layout.template_list("AUTOSIM_UL_params", "", s, "params", s, "active_param", rows=4)
+        if 0 <= s.active_param < len(s.params):
+            box = layout.box()
+            ui_list.draw_details(box, s, s.params[s.active_param], mode == "EXAMPLE")
+
+
+class AUTOSIM_PT_preview(_AutosimPanel, Panel):
+    bl_idname = "AUTOSIM_PT_preview"
+    bl_label = "Preview"
+    bl_parent_id = "AUTOSIM_PT_main"
+
+    def draw(self, context):
+        s = context.scene.autosim
+        layout = self.layout
+        col = _split(layout)
+        col.prop(s, "preview_seed")
+        col.prop(s, "preview_size")
+        col.prop(s, "preview_samples")
         row = layout.row(align=True)
-        row.operator("autosim.reset_space", text="Shipped").preset = "DEFAULT"
-        row.operator("autosim.reset_space", text="Validation").preset = "VALIDATION"
-        for p in s.params:
-            _draw_param(layout.box(), p)
+        row.operator("autosim.apply_sample", text="Apply", icon="FILE_REFRESH")
+        row.operator("autosim.apply_sample", text="Next", icon="FORWARD").next_seed = True
+        layout.operator("autosim.render_preview", icon="RENDER_STILL")
+        icon = preview.icon_id()
+        if icon:
+            layout.template_icon(icon_value=icon, scale=8.0)
+            layout.operator("autosim.show_preview", icon="IMAGE_DATA")
 
 
-def _draw_param(box, p):
-    head = box.row(align=True)
-    head.prop(p, "show_expanded", text="", emboss=False,
-              icon="TRIA_DOWN" if p.show_expanded else "TRIA_RIGHT")
-    head.label(text=p.name)
-    head.prop(p, "fixed", toggle=True, text="Fixed" if p.fixed else "Optimise",
-              icon="LOCKED" if p.fixed else "UNLOCKED")
-    if not p.show_expanded:
-        return
-    if p.doc:
-        box.label(text=p.doc)
-    if p.kind == "normal":
-        dim = len(p.components)
-        for i, c in enumerate(p.components):
-            col = box.column(align=True)
-            if dim > 1:
-                col.label(text="xyzw"[i] if dim <= 4 else f"[{i}]")
-            col.prop(c, "mean")
-            col.prop(c, "std")
-            if c.has_low or c.has_high:
-                lo = f"{c.low:.3g}" if c.has_low else "-inf"
-                hi = f"{c.high:.3g}" if c.has_high else "inf"
-                col.label(text=f"samples clipped to [{lo}, {hi}]")
-    elif p.kind == "categorical":
-        grid = box.grid_flow(columns=2 if len(p.choices) > 6 else 1, even_columns=True,
-                             align=True)
-        for ch in p.choices:
-            grid.prop(ch, "prob", text=ch.name, slider=True)
-    elif p.kind == "bernoulli":
-        box.prop(p, "prob", text="Probability on", slider=True)
+class AUTOSIM_PT_dataset(_AutosimPanel, Panel):
+    bl_idname = "AUTOSIM_PT_dataset"
+    bl_label = "Dataset"
+    bl_parent_id = "AUTOSIM_PT_main"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        s = context.scene.autosim
+        layout = self.layout
+        col = _split(layout)
+        col.prop(s, "dataset_dir")
+        col.prop(s, "dataset_n")
+        col.prop(s, "dataset_size")
+        col.prop(s, "dataset_seed")
+        layout.operator("autosim.generate_dataset", icon="RENDER_ANIMATION")
+        row = layout.row(align=True)
+        row.operator("autosim.export_space", text="Export", icon="EXPORT")
+        row.operator("autosim.import_space", text="Import", icon="IMPORT")
 
 
 class AUTOSIM_PT_server(_AutosimPanel, Panel):
     bl_idname = "AUTOSIM_PT_server"
     bl_label = "Render Server"
     bl_parent_id = "AUTOSIM_PT_main"
+    bl_options = {"DEFAULT_CLOSED"}
 
     def draw(self, context):
         s = context.scene.autosim
         layout = self.layout
         srv = live.running_server()
         running = srv is not None and s.server_running
-        layout.prop(s, "address")
-        if running:
-            layout.operator("autosim.server_stop", icon="PAUSE")
-            col = layout.column(align=True)
-            col.label(text=f"Serving on {s.server_endpoint}", icon="LINKED")
-            col.label(text=f"Optimizer: {s.server_client or 'none yet'}")
-            col.label(text=f"Psi generation: {s.server_generation}")
-            metric = f"{s.val_metric:.4g}" if s.has_val_metric else "none reported"
-            col.label(text=f"Validation metric: {metric}")
-            if s.metrics_text:
-                col.label(text=s.metrics_text)
-            col.label(text=f"Requests {s.server_requests}, images {s.server_images}")
-        else:
+        _split(layout).prop(s, "address")
+        if not running:
             layout.operator("autosim.server_start", icon="PLAY")
             if srv is not None:
                 layout.label(text="Serving another scene", icon="INFO")
-        if s.last_error:
-            layout.label(text=s.last_error, icon="ERROR")
+            return
+        layout.operator("autosim.server_stop", icon="PAUSE")
+        col = layout.column(align=True)
+        _pair(col, "Serving", s.server_endpoint.replace("tcp://", ""))
+        _pair(col, "Optimizer", s.server_client or "none connected")
+        if s.has_val_metric:
+            _pair(col, f"Val. {s.metric_name or 'metric'}", f"{s.val_metric:.4g}")
+        if s.metrics_text:
+            col.label(text=s.metrics_text)
+        _pair(col, "Updates", str(s.server_updates))
+        _pair(col, "Requests", str(s.server_requests))
+        _pair(col, "Images", str(s.server_images))
 
 
-class AUTOSIM_PT_output(_AutosimPanel, Panel):
-    bl_idname = "AUTOSIM_PT_output"
-    bl_label = "Preview & Export"
+class AUTOSIM_PT_examples(_AutosimPanel, Panel):
+    bl_idname = "AUTOSIM_PT_examples"
+    bl_label = "Examples"
     bl_parent_id = "AUTOSIM_PT_main"
+    bl_options = {"DEFAULT_CLOSED"}
 
     def draw(self, context):
         s = context.scene.autosim
         layout = self.layout
-        col = layout.column(align=True)
-        row = col.row(align=True)
-        row.prop(s, "preview_seed")
-        row.operator("autosim.apply_sample", text="Apply", icon="FILE_REFRESH")
-        row.operator("autosim.apply_sample", text="Next", icon="FORWARD").next_seed = True
-        row = col.row(align=True)
-        row.prop(s, "preview_size")
-        row.operator("autosim.render_preview", icon="RENDER_STILL")
-
-        row = layout.row(align=True)
-        row.operator("autosim.export_space", text="Export JSON", icon="EXPORT")
-        row.operator("autosim.import_space", text="Import JSON", icon="IMPORT")
-
-        box = layout.box()
-        box.label(text="Dataset", icon="OUTLINER_COLLECTION")
-        box.prop(s, "dataset_dir")
-        row = box.row(align=True)
-        row.prop(s, "dataset_n")
-        row.prop(s, "dataset_size")
-        row.prop(s, "dataset_seed")
-        box.operator("autosim.generate_dataset", icon="RENDER_ANIMATION")
+        _split(layout).prop(s, "scene")
+        layout.operator("autosim.build_scene", icon="SCENE_DATA")
+        layout.label(text="Builds in a new scene", icon="INFO")
+        if source.mode(context.scene) == "EXAMPLE":
+            row = layout.row(align=True)
+            row.operator("autosim.reset_space", text="Shipped").preset = "DEFAULT"
+            row.operator("autosim.reset_space", text="Validation").preset = "VALIDATION"
 
 
-classes = (AUTOSIM_PT_main, AUTOSIM_PT_distributions, AUTOSIM_PT_server, AUTOSIM_PT_output)
+classes = (AUTOSIM_PT_main, AUTOSIM_PT_bindings, AUTOSIM_PT_preview, AUTOSIM_PT_dataset,
+           AUTOSIM_PT_server, AUTOSIM_PT_examples)
 register, unregister = bpy.utils.register_classes_factory(classes)

@@ -196,6 +196,8 @@ def run_optimize(config: dict[str, Any], args: argparse.Namespace, *, resume: bo
     with open_scene(config, args) as s:
         sim = s["sim"]
         space = sim.space
+        if hasattr(sim, "metric_name"):  # render servers show it next to the metric
+            sim.metric_name = s["task"].metric_name
         if config.get("params"):
             from optimizer.commands import load_space_file
 

@@ -132,7 +132,7 @@ REQUEST_FIELDS: dict[str, dict[str, Any]] = {
     "hello": {"client": _check_str},
     "get_params": {},
     "set_params": {"psi": _check_psi, "metrics": _check_metrics, "client": _check_str,
-                   "expected_generation": _check_int},
+                   "metric_name": _check_str, "expected_generation": _check_int},
     "render": {"n": _positive, "seed": _nonneg, "latents": _check_latents,
                "width": _positive, "height": _positive, "return": _check_return,
                "generation": _check_int},

@@ -18,14 +18,15 @@ from tests.fakes import FAKE_SPACE  # noqa: E402
 
 pytestmark = pytest.mark.blender
 
-PANELS = ("AUTOSIM_PT_main", "AUTOSIM_PT_distributions", "AUTOSIM_PT_server",
-          "AUTOSIM_PT_output")
+PANELS = ("AUTOSIM_PT_main", "AUTOSIM_PT_bindings", "AUTOSIM_PT_preview", "AUTOSIM_PT_dataset",
+          "AUTOSIM_PT_server", "AUTOSIM_PT_examples")
 
 
 def _addon_classes():
-    from blender_addon import operators, preferences, properties, ui
+    from blender_addon import authoring_ops, operators, preferences, properties, ui, ui_list
 
-    return [c for m in (preferences, properties, operators, ui) for c in m.classes]
+    return [c for m in (preferences, properties, operators, authoring_ops, ui_list, ui)
+            for c in m.classes]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -52,11 +53,13 @@ def _settings():
 
 
 def _built(name="clevr"):
-    """The scene built once via the operator (rebuilt if a test unregistered the add-on)."""
+    """The example built once via the operator (rebuilt if a test unregistered the add-on):
+    in a new scene, which becomes the window's scene."""
     handle = _ops().scene_handle(bpy.context.scene)
     if handle is None or handle.name != name:
         _settings().scene = name
-        assert bpy.ops.autosim.build_scene(reset=True) == {"FINISHED"}
+        assert bpy.ops.autosim.build_scene() == {"FINISHED"}
+        assert bpy.context.scene.name.startswith(f"AutoSim {name}")
         _settings().preview_size = 32
     return _settings()
 
@@ -92,16 +95,30 @@ def test_register_unregister_twice_leaves_nothing():
         assert not hasattr(bpy.types.Scene, "autosim")
         assert not [c for c in _addon_classes() if c.is_registered]
         assert not [n for n in PANELS if hasattr(bpy.types, n)]
-        assert not _op_exists("build_scene")
+        assert not _op_exists("build_scene") and not _op_exists("randomize_property")
+        assert _menu_fn() not in _menu_funcs()
         assert ops.running_server() is None  # unregister stopped the server ...
         assert not bpy.app.timers.is_registered(ops.server_timer)  # ... and removed its timer
         assert ops._on_load_pre not in bpy.app.handlers.load_pre
         blender_addon.register()
         assert hasattr(bpy.types.Scene, "autosim")
         assert all(c.is_registered for c in _addon_classes())
-        assert all(hasattr(bpy.types, n) for n in PANELS) and _op_exists("build_scene")
+        assert [n for n in PANELS if not hasattr(bpy.types, n)] == []
+        assert _op_exists("build_scene")
+        assert _menu_funcs().count(_menu_fn()) == 1
     blender_addon.register()  # registering again while registered is also clean
     assert hasattr(bpy.types, "AUTOSIM_PT_main")
+    assert _menu_funcs().count(_menu_fn()) == 1
+
+
+def _menu_funcs():
+    return list(getattr(bpy.types.UI_MT_button_context_menu.draw, "_draw_funcs", []))
+
+
+def _menu_fn():
+    from blender_addon import authoring_ops
+
+    return authoring_ops.draw_button_menu
 
 
 def _op_exists(name):
@@ -480,16 +497,19 @@ def test_panels_draw_every_state():
     P.space_to_props(ParameterSpace.from_dict(space_dict("clevr")), s)
     ops.start_server(bpy.context.scene, "tcp://127.0.0.1:*")
     try:
-        s.has_val_metric, s.val_metric = True, 0.5
+        s.has_val_metric, s.val_metric, s.metric_name = True, 0.5, "mIoU"
+        s.metrics_text = ""
         calls = []
         ui.AUTOSIM_PT_server.draw(types.SimpleNamespace(layout=_Layout(calls)), context)
         texts = [b.get("text", "") for name, b in calls if name == "label"]
-        assert "Validation metric: 0.5" in texts
+        assert texts[texts.index("Val. mIoU") + 1] == "0.5"  # the metric with its name, once
+        assert not [t for t in texts if "val_metric" in t or "eneration" in t or "si " in t]
+        assert texts[texts.index("Updates") + 1] == "0"
         assert any(b.get("operator") == "autosim.server_stop" for _, b in calls)
     finally:
         ops.stop_server()
     s.params.clear()
     calls = []
-    ui.AUTOSIM_PT_distributions.draw(types.SimpleNamespace(layout=_Layout(calls)), context)
-    assert calls[0][0] == "label"
+    ui.AUTOSIM_PT_bindings.draw(types.SimpleNamespace(layout=_Layout(calls)), context)
+    assert [n for n, _ in calls].count("template_list") == 1
     s.last_error = ""

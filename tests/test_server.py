@@ -195,6 +195,50 @@ def test_over_zmq_req_and_dealer_and_shutdown(live_server):
     dealer.close(0)
 
 
+def test_a_hello_starts_a_run_and_set_params_names_the_metric(server):
+    psi = server.state.space.psi.tolist()
+    ask(server, "render", {"n": 2, "seed": 1})
+    ask(server, "set_params", {"psi": psi, "metrics": {"val_metric": 0.4, "loss": 2.0},
+                               "metric_name": "mIoU"})
+    st = server.state
+    assert (st.updates, st.images, st.metric_name, st.metrics["val_metric"]) == \
+        (1, 2, "mIoU", 0.4)
+    generation = st.generation
+    ask(server, "hello", {"client": "second-run"})
+    assert (st.requests, st.images, st.updates, st.metrics, st.metric_name, st.client) == \
+        (1, 0, 0, {}, "", "second-run")
+    assert st.generation == generation  # psi versions keep counting: stale work stays stale
+
+
+def test_tracked_peers_clear_the_client_when_it_leaves():
+    server = RenderServer(FakeBackend(), track_peers=True)
+    endpoint = server.bind("tcp://127.0.0.1:*")
+    ctx = zmq.Context.instance()
+    try:
+        req = ctx.socket(zmq.REQ)
+        req.setsockopt(zmq.LINGER, 0)
+        req.connect(endpoint)
+        req.send_multipart(wire.encode("hello", "h", {"client": "opt"}))
+        for _ in range(200):
+            server.step(timeout_ms=10)
+            if req.poll(0):
+                break
+        req.recv_multipart()
+        for _ in range(200):  # the monitor's "accepted" event may come after the reply
+            if server.state.peers:
+                break
+            server.step(timeout_ms=10)
+        assert server.state.client == "opt" and server.state.peers == 1
+        req.close(0)
+        for _ in range(200):
+            server.step(timeout_ms=10)
+            if not server.state.client:
+                break
+        assert server.state.client == "" and server.state.peers == 0
+    finally:
+        server.close()
+
+
 def test_remote_simulator_over_two_servers_survives_one_dying():
     from optimizer.simulators.remote import RemoteSimulator
 

@@ -172,6 +172,7 @@ def apply(handle: SceneHandle, latent: dict) -> list[tuple[int, int]]:
     for i, obj in enumerate(handle.objects["slots"]):
         visible = i < count
         R.assign(obj, "hide_render", not visible)
+        R.assign(obj, "hide_viewport", not visible)  # an unused slot is not in the viewport
         if not visible:
             continue
         shape = _choice(latent, f"obj{i}_shape", SHAPES, SHAPES[i % 3])

@@ -203,6 +203,7 @@ def apply(handle: SceneHandle, latent: dict) -> list[tuple[int, int]]:
     for li, (objs, _) in enumerate(handle.data["layouts"]):
         for obj in objs:
             R.assign(obj, "hide_render", li != layout)
+            R.assign(obj, "hide_viewport", li != layout)
     color, strength = handle.data["layouts"][layout][1]
     bg = handle.data["world"].node_tree.nodes["Background"]
     R.assign(bg.inputs["Color"], "default_value", (*color, 1.0))
@@ -222,6 +223,7 @@ def apply(handle: SceneHandle, latent: dict) -> list[tuple[int, int]]:
     for name, obj in handle.objects.items():
         visible = name in names
         R.assign(obj, "hide_render", not visible)
+        R.assign(obj, "hide_viewport", not visible)
         if not visible:
             continue
         j = names.index(name)

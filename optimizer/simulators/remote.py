@@ -40,6 +40,8 @@ class Batch:
 
 
 class RemoteSimulator:
+    metric_name = ""  # what metrics["val_metric"] measures; sent so Blender panels can name it
+
     def __init__(self, endpoints: Sequence[str], *, timeout_s: float = 120.0,
                  name: str = "autosim-optimizer", curve: str | None = None) -> None:
         if not endpoints:
@@ -87,6 +89,8 @@ class RemoteSimulator:
         fields: dict[str, Any] = {"psi": self.space.psi.tolist()}
         if metrics:
             fields["metrics"] = {k: float(v) for k, v in metrics.items() if np.isfinite(v)}
+        if self.metric_name:
+            fields["metric_name"] = self.metric_name
         generations = []
         for client in self._require_alive():
             try:
