@@ -113,7 +113,7 @@ def start_server(scene, address: str = "") -> str:
     ensure_zmq()
     backend = source.PanelBackend(sess, P.current_space(settings))
     server = RenderServer(backend, on_change=_sync_status, log=_log, track_peers=True)
-    endpoint = server.bind(address)
+    endpoint = server.bind(address, curve=bpy.path.abspath(get_preferences().curve_dir) or None)
     _server, _server_scene, _synced_requests = server, scene.name, -1
     settings.server_running, settings.server_endpoint = True, endpoint
     settings.last_error = settings.server_client = settings.metric_name = ""

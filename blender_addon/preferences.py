@@ -19,6 +19,10 @@ class AutosimPreferences(AddonPreferences):
         name="Default address", default=DEFAULT_ADDRESS,
         description="ZeroMQ endpoint a new render server binds when the panel's address is "
                     "empty (127.0.0.1: this machine only; port * picks a free port)")
+    curve_dir: StringProperty(
+        name="CURVE keys", default="", subtype="DIR_PATH",
+        description="Key folder made by `autosim keys --out DIR`: the panel's server then "
+                    "answers only authorized clients (required for any non-loopback address)")
     device: EnumProperty(
         name="Cycles device", default="CPU",
         items=[("CPU", "CPU", "Render on the CPU (deterministic, always available)"),
@@ -28,11 +32,13 @@ class AutosimPreferences(AddonPreferences):
     def draw(self, _context):
         col = self.layout.column()
         col.prop(self, "bind_address")
+        col.prop(self, "curve_dir")
         col.prop(self, "device")
 
 
 class _Defaults:
     bind_address = DEFAULT_ADDRESS
+    curve_dir = ""
     device = "CPU"
 
 
