@@ -23,7 +23,7 @@ from optimizer.algorithms.base import Context
 from optimizer.bench_report import markdown, plot
 from optimizer.bench_setup import BenchSetup, Target, open_bench
 from optimizer.errors import CliError
-from optimizer.judge import EVAL, gap_closed, mean_std
+from optimizer.judge import EVAL, eval_scene, gap_closed, mean_std
 from optimizer.run import Runner, read_metrics, resolve_device, strict_json
 
 AUTOSIM_VARIANTS = {"autosimulate": "quadratic", "approx_quadratic": "approx_quadratic",
@@ -182,10 +182,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
     methods = [m.strip() for m in args.methods.split(",") if m.strip() and m.strip() != "none"]
     for m in methods:
         resolve_method(m)
-    if args.scene not in EVAL:
+    from optimizer.commands import BLEND, blend_path
+
+    if blend_path(args):
+        if getattr(args, "task", None) not in (None, "segmentation", "detection"):
+            raise CliError("--blend renders images: --task segmentation or detection")
+        args.scene = BLEND
+    elif args.scene not in EVAL:
         raise CliError(f"unknown scene {args.scene!r} for bench; known: {', '.join(EVAL)}")
     fractions = parse_fractions(args.judge_at)
-    budget, seeds = PRESETS[args.scene]["quick" if args.quick else "full"]
+    key = eval_scene(args.scene, getattr(args, "task", None))
+    budget, seeds = PRESETS[key]["quick" if args.quick else "full"]
     args.budget_images = budget if args.budget_images is None else args.budget_images
     args.seeds = seeds if args.seeds is None else args.seeds
     if args.seeds < 1 or args.budget_images < 1:

@@ -21,7 +21,7 @@ import torch
 
 from optimizer.data import DatasetError
 from optimizer.errors import CliError
-from optimizer.judge import EVAL, Judge
+from optimizer.judge import EVAL, Judge, eval_scene
 from optimizer.targets import draw_targets, moved_parameters
 from optimizer.tasks.base import Task, TaskData
 from protocol.space import ParameterSpace
@@ -78,10 +78,11 @@ def open_bench(scene: str, args: argparse.Namespace, device: torch.device,
                out: Path) -> Iterator[BenchSetup]:
     from optimizer.optimize import fix_parameters, scene_fix
 
-    if scene not in EVAL:
+    task = getattr(args, "task", None)
+    if scene not in EVAL and scene != "blend":
         raise CliError(f"unknown scene {scene!r} for bench; known: {', '.join(EVAL)}")
     fixed = scene_fix(scene, getattr(args, "fix", []))
-    ev = {**EVAL[scene], **{k: v for k, v in judge_overrides(args).items() if v}}
+    ev = {**EVAL[eval_scene(scene, task)], **{k: v for k, v in judge_overrides(args).items() if v}}
     user_val, user_test = getattr(args, "val", None), getattr(args, "test", None)
     if bool(user_val) != bool(user_test):
         raise CliError("--val and --test go together: a bench judges on data it did not "
@@ -125,10 +126,11 @@ def _rendered_setup(scene, args, device, ev, fixed, fix_parameters, out: Path):
     from functools import partial
 
     from optimizer.commands import open_simulator, render_dataset
-    from optimizer.optimize import load_scene_folder, make_task
+    from optimizer.optimize import SCENE_TASKS, load_scene_folder, make_task
 
-    detection = scene == "placement"
-    load = partial(load_scene_folder, scene)
+    task_name = getattr(args, "task", None) or SCENE_TASKS.get(scene, "segmentation")
+    detection = task_name == "detection"
+    load = partial(load_scene_folder, scene, task=task_name)
     user = None
     if args.val:
         try:  # before any server starts: a bad folder costs nothing
@@ -160,7 +162,8 @@ def _rendered_setup(scene, args, device, ev, fixed, fix_parameters, out: Path):
             sets["user"] = user
         first = next(iter(sets.values()))[0]
         task = make_task(scene, sim.classes, {"model": getattr(args, "model", None),
-                                              "freeze": getattr(args, "freeze", 0)}, first)
+                                              "freeze": getattr(args, "freeze", 0),
+                                              "task": task_name}, first)
         known = dict(configs)
         targets = [Target(name, known.get(name), task.to_data(v, device), task.to_data(t, device),
                           moved_parameters(space, known[name]) if name in known else [])

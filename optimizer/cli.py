@@ -114,6 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="every method side by side on the same budget")
     bench.add_argument("--scene", default="toy", help="toy, clevr or placement")
+    bench.add_argument("--blend", help="your own .blend with autosim bindings (with --val/"
+                       "--test, or --targets)")
+    bench.add_argument("--task", choices=("segmentation", "detection"),
+                       help="with --blend: the task model (default segmentation)")
     bench.add_argument("--model", help="placement: the YOLO model yaml (default yolo11n.yaml)")
     bench.add_argument("--freeze", type=int, default=0,
                        help="placement: freeze the model's first N layers")
@@ -155,6 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("evaluate", help="judge a parameter space: a fresh model trained on "
                         "images from it, scored on a test folder")
     ev.add_argument("--scene", default="clevr", help="clevr, placement or toy")
+    ev.add_argument("--blend", help="your own .blend with autosim bindings (not --scene)")
+    ev.add_argument("--task", choices=("segmentation", "detection"),
+                    help="with --blend: the task model (default segmentation)")
     ev.add_argument("--params", required=True, help="parameter-space JSON (final_space.json)")
     ev.add_argument("--test", help="test folder in the formats --val accepts (the toy makes "
                     "its own)")

@@ -13,9 +13,13 @@ from optimizer.run import resolve_device
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from optimizer.commands import load_space_file
+    from optimizer.commands import BLEND, blend_path, load_space_file
 
-    if args.scene not in EVAL:
+    if blend_path(args):
+        if args.task not in (None, "segmentation", "detection"):
+            raise CliError("--blend renders images: --task segmentation or detection")
+        args.scene = BLEND
+    elif args.scene not in EVAL:
         raise CliError(f"unknown scene {args.scene!r}; known: {', '.join(EVAL)}")
     if args.seeds < 1:
         raise CliError(f"--seeds must be at least 1, got {args.seeds}")
@@ -67,14 +71,16 @@ def _evaluate_rendered(args, space, overrides, device) -> tuple[list[float], str
         raise CliError(f"scene {args.scene!r} needs --test DIR (a folder `autosim render` "
                        "wrote, or your own images/ + masks/ or YOLO labels/)")
     try:
-        test_set = load_scene_folder(args.scene, args.test)
+        test_set = load_scene_folder(args.scene, args.test, args.task)
     except DatasetError as exc:
         raise CliError(f"--test: {exc}") from exc
     height, width = test_set.images.shape[1:3]
     with open_simulator(args, args.scene) as sim:
         _check_matches(space, sim.space, args.params, args.scene)
-        task = make_task(args.scene, sim.classes, {"model": args.model}, test_set)
+        task = make_task(args.scene, sim.classes, {"model": args.model, "task": args.task},
+                         test_set)
         judge = Judge.for_scene(args.scene, overrides=overrides, task=task, space=space,
+                                eval_task=args.task,
                                 render=lambda lat: sim.render(lat, width, height),
                                 test=task.to_data(test_set, device), device=device)
         return judge.scores(space, range(args.seeds)), task.metric_name

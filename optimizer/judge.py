@@ -33,6 +33,15 @@ EVAL: dict[str, dict[str, Any]] = {
     "placement": {"val_n": 48, "test_n": 96, "train_n": 256, "epochs": 15, "batch_size": 8,
                   "lr_theta": 3e-3, "lr_final": 0.01},
 }
+# a user's .blend (scene "blend") is judged with the protocol of the built-in of its task
+TASK_EVAL = {"segmentation": "clevr", "detection": "placement"}
+
+
+def eval_scene(scene: str, task: str | None = None) -> str:
+    """The EVAL/PRESETS key of a scene: itself, or for a .blend the built-in of its task."""
+    return scene if scene in EVAL else TASK_EVAL[task or "segmentation"]
+
+
 JUDGE_SEED_OFFSET = 90_000  # latents of judge seed s come from default_rng(90_000 + s)
 CHUNK = 64                  # images per render request while judging
 
@@ -54,8 +63,9 @@ class Judge:
 
     @classmethod
     def for_scene(cls, scene: str, *, overrides: dict[str, Any] | None = None,
-                  **kwargs: Any) -> Judge:
-        ev = {**EVAL[scene], **{k: v for k, v in (overrides or {}).items() if v}}
+                  eval_task: str | None = None, **kwargs: Any) -> Judge:
+        ev = {**EVAL[eval_scene(scene, eval_task)],
+              **{k: v for k, v in (overrides or {}).items() if v}}
         return cls(train_n=int(ev["train_n"]), epochs=int(ev["epochs"]),
                    batch_size=int(ev["batch_size"]), lr_theta=float(ev["lr_theta"]),
                    lr_final=float(ev.get("lr_final", 1.0)), **kwargs)

@@ -168,3 +168,24 @@ def test_render_and_optimize_a_blend_from_the_cli(blend, tmp_path, capsys):
     assert cli(["optimize", "--blend", str(blend), "--task", "classifier", "--val", str(val),
                 "--out", str(tmp_path / "bad"), "--budget-images", "8"]) == 2
     assert "segmentation or detection" in capsys.readouterr().err
+
+
+def test_evaluate_and_bench_a_blend(blend, tmp_path, capsys):
+    test = tmp_path / "test"
+    assert cli(["render", "--blend", str(blend), "--n", "8", "--size", "32", "--out", str(test),
+                "--threads", "1", "--no-progress"]) == 0
+    space = tmp_path / "space.json"
+    space.write_text((test / "space.json").read_text())
+    capsys.readouterr()
+    assert cli(["evaluate", "--blend", str(blend), "--params", str(space), "--test", str(test),
+                "--train-n", "8", "--epochs", "1", "--seeds", "1", "--threads", "1"]) == 0
+    assert "test mIoU:" in capsys.readouterr().out
+    out = tmp_path / "bench"
+    assert cli(["bench", "--blend", str(blend), "--targets", "1", "--target-seed", "3",
+                "--methods", "autosimulate", "--seeds", "1", "--budget-images", "16", "--k",
+                "8", "--epochs", "1", "--judge-train-n", "8", "--judge-epochs", "1",
+                "--judge-val-n", "8", "--judge-test-n", "8", "--size", "32", "--threads", "1",
+                "--out", str(out)]) == 0
+    bench = json.loads((out / "bench.json").read_text())
+    assert bench["scene"] == "blend" and [r["method"] for r in bench["runs"]] == ["autosimulate"]
+    assert (out / "targets" / "t0" / "test-set" / "images").is_dir()
