@@ -158,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="points of the budget at which each run's psi is judged "
                        "(default 0.25,0.5,1)")
     _servers_options(bench)
+    _publish_option(bench)
     add_method_options(bench)  # each method takes the options it has
 
     ev = sub.add_parser("evaluate", help="judge a parameter space: a fresh model trained on "

@@ -102,3 +102,26 @@ def test_loopback_needs_no_keys(endpoint):
     from optimizer.publish import check
 
     check(endpoint, None)
+
+
+def test_bench_publishes_each_run_under_its_own_name(tmp_path):
+    endpoint = _free_endpoint()
+    ctx = zmq.Context()
+    sub = _subscriber(ctx, endpoint)
+    try:
+        assert cli(["bench", "--scene", "toy", "--methods", "autosimulate,random", "--seeds", "1",
+                    "--budget-images", "128", "--judge-at", "1", "--judge-train-n", "64",
+                    "--judge-epochs", "1", "--judge-val-n", "64", "--judge-test-n", "64",
+                    "--k", "64", "--m", "64", "--out", str(tmp_path / "b"),
+                    "--publish", endpoint]) == 0
+        got = _drain(sub)
+    finally:
+        sub.close()
+        ctx.term()
+    runs = [m["run"] for m in got]
+    names = sorted(set(runs))
+    assert len(names) == 2 and names[0].endswith("/autosimulate-seed0") \
+        and names[1].endswith("/random-seed0"), names
+    for name in set(runs):
+        mine = [m for m in got if m["run"] == name]
+        assert "space" in mine[0] and mine[-1]["final"] and not any(m["final"] for m in mine[:-1])
