@@ -26,6 +26,7 @@ from .live import push_edit, start_server, stop_server
 from .live import running_server as running_server
 from .live import server_timer as server_timer
 from .scenes import space_dict
+from .watch import start_watch, stop_watch
 
 # `X as X`: re-exported, so tests and scripts keep reaching them as operators.X.
 _ERRORS = (RuntimeError, OSError, ImportError, ValueError)  # SceneError is a ValueError
@@ -125,6 +126,7 @@ def generate_dataset(scene, folder: str, n: int, size: int, seed: int, progress=
 @bpy.app.handlers.persistent
 def _on_load_pre(*_args) -> None:
     stop_server()
+    stop_watch()
     examples.forget()
 
 
@@ -320,10 +322,38 @@ class AUTOSIM_OT_server_stop(Operator):
         return {"FINISHED"}
 
 
+class AUTOSIM_OT_watch_start(Operator):
+    """Watch an optimizer's run (its --publish address): psi and the metric, live"""
+
+    bl_idname = "autosim.watch_start"
+    bl_label = "Watch"
+
+    def execute(self, context):
+        try:
+            address = start_watch(context.scene)
+        except Exception as exc:  # a bad address, key folder or pyzmq: say so, change nothing
+            context.scene.autosim.watch_error = str(exc)[:400]
+            self.report({"ERROR"}, f"Not watching: {exc}")
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"Watching {address}")
+        return {"FINISHED"}
+
+
+class AUTOSIM_OT_watch_stop(Operator):
+    """Stop watching the run"""
+
+    bl_idname = "autosim.watch_stop"
+    bl_label = "Stop"
+
+    def execute(self, context):
+        stop_watch()
+        return {"FINISHED"}
+
+
 classes = (AUTOSIM_OT_build_scene, AUTOSIM_OT_reset_space, AUTOSIM_OT_apply_sample,
            AUTOSIM_OT_render_preview, AUTOSIM_OT_show_preview, AUTOSIM_OT_export_space,
            AUTOSIM_OT_import_space, AUTOSIM_OT_generate_dataset, AUTOSIM_OT_server_start,
-           AUTOSIM_OT_server_stop)
+           AUTOSIM_OT_server_stop, AUTOSIM_OT_watch_start, AUTOSIM_OT_watch_stop)
 _register_classes, _unregister_classes = bpy.utils.register_classes_factory(classes)
 
 
@@ -338,6 +368,7 @@ def register() -> None:
 
 def unregister() -> None:
     stop_server()
+    stop_watch()
     examples.forget()
     if _on_load_pre in bpy.app.handlers.load_pre:
         bpy.app.handlers.load_pre.remove(_on_load_pre)

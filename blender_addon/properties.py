@@ -64,6 +64,7 @@ from .probs import (  # noqa: F401  (re-exported: the panel's maths lives in pro
 )
 from .scenes import SCENE_NAMES, space_dict
 
+WATCH_ADDRESS = "tcp://127.0.0.1:5556"
 STD_MIN, STD_MAX = math.exp(LOG_STD_RANGE[0]), math.exp(LOG_STD_RANGE[1])
 
 EDIT_HOOKS: list = []  # callables(scene) run after an artist edit (not during fills)
@@ -357,6 +358,22 @@ class AutosimSettings(PropertyGroup):
     server_requests: IntProperty(name="Requests")
     server_images: IntProperty(name="Images")
     last_error: StringProperty(name="Last error")
+    # watching a run (watch.py)
+    watch_address: StringProperty(name="Run", default=WATCH_ADDRESS,
+                                  description="An optimizer's --publish address to watch")
+    watch_running: BoolProperty(name="Watching")
+    watch_endpoint: StringProperty(name="Watched address")
+    watch_run: StringProperty(name="Run name")
+    watch_scene: StringProperty(name="Run scene")
+    watch_metric_name: StringProperty(name="Run metric")
+    watch_iteration: IntProperty(name="Iteration")
+    watch_images: IntProperty(name="Images")
+    watch_metric: FloatProperty(name="Run metric value", precision=4)
+    watch_has_metric: BoolProperty()
+    watch_final: BoolProperty(name="Finished")
+    watch_messages: IntProperty(name="Updates received")
+    watch_shown: StringProperty(name="Shown", description="WAITING, PANEL or TEXT (internal)")
+    watch_error: StringProperty(name="Watch error")
     # preview and dataset
     preview_seed: IntProperty(name="Seed", min=0, default=0,
                               description="Seed of the random sample applied / previewed")

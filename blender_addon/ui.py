@@ -10,7 +10,7 @@ sidebar's default width.
 import bpy
 from bpy.types import Panel
 
-from . import live, preview, source, ui_list
+from . import live, preview, source, ui_list, watch
 
 
 class _AutosimPanel:
@@ -162,6 +162,53 @@ class AUTOSIM_PT_server(_AutosimPanel, Panel):
         _pair(col, "Images", str(s.server_images))
 
 
+class AUTOSIM_PT_watch(_AutosimPanel, Panel):
+    bl_idname = "AUTOSIM_PT_watch"
+    bl_label = "Watch a Run"
+    bl_parent_id = "AUTOSIM_PT_main"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        s = context.scene.autosim
+        layout = self.layout
+        _split(layout).prop(s, "watch_address")
+        if not (watch.watching() and s.watch_running):
+            layout.operator("autosim.watch_start", icon="HIDE_OFF")
+            if watch.watching():
+                layout.label(text="Watching in another scene", icon="INFO")
+            if s.watch_error:
+                row = layout.row()
+                row.alert = True
+                row.label(text=s.watch_error, icon="ERROR")
+            return
+        layout.operator("autosim.watch_stop", icon="PAUSE")
+        col = layout.column(align=True)
+        if not s.watch_messages:
+            col.label(text="Waiting for the optimizer", icon="TIME")
+        else:
+            _pair(col, "Run", s.watch_run + (" (done)" if s.watch_final else ""))
+            _pair(col, "Iteration", str(s.watch_iteration))
+            _pair(col, "Images", str(s.watch_images))
+            if s.watch_has_metric:
+                _pair(col, f"Val. {s.watch_metric_name or 'metric'}", f"{s.watch_metric:.4g}")
+            curve = watch.sparkline(watch.history())
+            if curve:
+                col.label(text=curve)
+            if s.watch_shown == "PANEL":
+                col.label(text="Bindings show the run's distribution", icon="LINKED")
+            elif s.watch_shown == "TEXT":
+                col.label(text="Another scene's parameters:", icon="INFO")
+                box = layout.box().column(align=True)
+                for line in watch.params_text():
+                    box.label(text=line)
+            else:
+                col.label(text="Waiting for the run's parameter space", icon="TIME")
+        if s.watch_error:
+            row = layout.row()
+            row.alert = True
+            row.label(text=s.watch_error, icon="ERROR")
+
+
 class AUTOSIM_PT_examples(_AutosimPanel, Panel):
     bl_idname = "AUTOSIM_PT_examples"
     bl_label = "Examples"
@@ -181,5 +228,5 @@ class AUTOSIM_PT_examples(_AutosimPanel, Panel):
 
 
 classes = (AUTOSIM_PT_main, AUTOSIM_PT_bindings, AUTOSIM_PT_preview, AUTOSIM_PT_dataset,
-           AUTOSIM_PT_server, AUTOSIM_PT_examples)
+           AUTOSIM_PT_server, AUTOSIM_PT_watch, AUTOSIM_PT_examples)
 register, unregister = bpy.utils.register_classes_factory(classes)

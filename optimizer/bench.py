@@ -11,6 +11,7 @@ not compared; the judged test metric is.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -55,12 +56,16 @@ def psi_at(records: list[dict[str, Any]], images: float, start: np.ndarray
 
 
 def run_one(method: str, seed: int, setup: BenchSetup, target: Target, budget: int,
-            run_dir: Path, options: dict[str, Any], fractions: list[float]) -> dict[str, Any]:
+            run_dir: Path, options: dict[str, Any], fractions: list[float],
+            publisher: Any = None) -> dict[str, Any]:
     algo_name, fixed = resolve_method(method)
     ctx = Context(space=setup.space, task=setup.task, val=target.val, device=setup.device,
                   render_fn=setup.make_render(), publish_fn=setup.publish, seed=seed)
     algo = algorithms.get(algo_name)(ctx, **{**options, **fixed})
     runner = Runner(algo, run_dir, budget, progress=False)
+    if publisher is not None:  # --publish: each run under its own name, its space first
+        publisher.run, publisher.sent = f"{target.name}/{method}-seed{seed}", 0
+        runner.on_iteration = publisher.hook(algo, budget)
     if not runner.resume():  # an interrupted bench picks up where each run stopped
         (run_dir / "metrics.jsonl").unlink(missing_ok=True)
     runner.run()
@@ -178,7 +183,9 @@ def parse_fractions(text: str) -> list[float]:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from optimizer.optimize import method_options
+    from optimizer.publish import check
 
+    check(getattr(args, "publish", None), getattr(args, "curve", None))
     methods = [m.strip() for m in args.methods.split(",") if m.strip() and m.strip() != "none"]
     for m in methods:
         resolve_method(m)
@@ -204,8 +211,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     runs, refs = [], {}
-    with open_bench(args.scene, args, device, out) as setup:
+    with open_bench(args.scene, args, device, out) as setup, contextlib.ExitStack() as stack:
         metric = setup.task.metric_name
+        publisher = None
+        if getattr(args, "publish", None):
+            from optimizer.publish import Publisher
+
+            publisher = stack.enter_context(Publisher(
+                args.publish, run="", scene=args.scene, metric_name=metric, curve=args.curve))
+            print(f"publishing every run to watchers on {publisher.endpoint}", flush=True)
         for target in setup.targets:
             refs[target.name] = judge_references(setup, target, args.seeds)
             ref = refs[target.name]
@@ -220,7 +234,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 for seed in range(args.seeds):
                     run = run_one(method, seed, setup, target, args.budget_images,
                                   out / "runs" / target.name / f"{method}-seed{seed}", opts,
-                                  fractions)
+                                  fractions, publisher)
                     runs.append(run)
                     curve = ", ".join(f"{c['test']:.3f}" for c in run["checkpoints"])
                     print(f"  {method:16s} seed {seed}: test {metric} at "

@@ -33,6 +33,12 @@ def _servers_options(p: argparse.ArgumentParser) -> None:
                    "authenticate to --server render servers (local ones use it too)")
 
 
+def _publish_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--publish", metavar="tcp://ADDR:PORT",
+                   help="publish every psi update and the metric for watchers (the add-on's "
+                   "Watch a run); off loopback only with --curve DIR")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="autosim",
@@ -57,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--device", default="auto")
     demo.add_argument("--no-progress", dest="progress", action="store_false")
     _servers_options(demo)
+    _publish_option(demo)
 
     render = sub.add_parser("render", help="render a dataset folder from a parameter space")
     render.add_argument("--scene", default="clevr")
@@ -110,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="hold parameters matching this name pattern fixed (repeatable; default: "
                      "the scene's own list, placement: object_set, cluster_*; 'none': nothing)")
     _servers_options(opt)
+    _publish_option(opt)
     add_method_options(opt)
 
     bench = sub.add_parser("bench", help="every method side by side on the same budget")
@@ -154,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="points of the budget at which each run's psi is judged "
                        "(default 0.25,0.5,1)")
     _servers_options(bench)
+    _publish_option(bench)
     add_method_options(bench)  # each method takes the options it has
 
     ev = sub.add_parser("evaluate", help="judge a parameter space: a fresh model trained on "

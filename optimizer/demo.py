@@ -52,6 +52,9 @@ def run_demo(args: argparse.Namespace) -> int:
     print("autosim demo: AutoSimulate (quadratic approximation) on the clevr scene "
           "(segmentation, UNet, mIoU)", flush=True)
     curve = getattr(args, "curve", None)
+    from optimizer.publish import check
+
+    check(getattr(args, "publish", None), curve)  # before any server starts
     servers = LocalServers("clevr", args.local_servers, threads=args.threads, curve=curve) \
         if not args.server else None
     endpoints = servers.start() if servers else args.server

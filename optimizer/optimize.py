@@ -220,7 +220,10 @@ def run_optimize(config: dict[str, Any], args: argparse.Namespace, *, resume: bo
         if resume and not runner.resume():
             raise CliError(f"--resume {out}: no checkpoint.pt there to resume from")
         start_space = space
-        runner.run()
+        with _publisher(args, config, s["task"].metric_name) as pub:
+            if pub is not None:
+                runner.on_iteration = pub.hook(algo, config["budget_images"])
+            runner.run()
         records = read_metrics(out)
         write_report(records, algo.space, out / REPORT, metric_name=s["task"].metric_name,
                      target=s["target"], title=f"{config['method']} on {config['scene']}")
@@ -231,6 +234,22 @@ def run_optimize(config: dict[str, Any], args: argparse.Namespace, *, resume: bo
                                    out / "placement_distribution.png")
         return {"records": records, "start": start_space, "end": algo.space,
                 "target": s["target"], "metric_name": s["task"].metric_name}
+
+
+@contextlib.contextmanager
+def _publisher(args: argparse.Namespace, config: dict[str, Any],
+               metric_name: str) -> Iterator[Any]:
+    """The --publish PUB socket for a watcher (optimizer/publish.py), else None."""
+    endpoint = getattr(args, "publish", None)
+    if not endpoint:
+        yield None
+        return
+    from optimizer.publish import Publisher
+
+    with Publisher(endpoint, run=Path(config["out"]).name, scene=config["scene"],
+                   metric_name=metric_name, curve=getattr(args, "curve", None)) as pub:
+        print(f"publishing the run to watchers on {pub.endpoint}", flush=True)
+        yield pub
 
 
 def fix_parameters(space: ParameterSpace, patterns: list[str]) -> ParameterSpace:
@@ -285,6 +304,9 @@ def config_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_optimize(args: argparse.Namespace) -> int:
+    from optimizer.publish import check
+
+    check(getattr(args, "publish", None), getattr(args, "curve", None))
     if args.resume:
         path = Path(args.resume) / CONFIG
         try:

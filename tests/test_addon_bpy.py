@@ -19,7 +19,7 @@ from tests.fakes import FAKE_SPACE  # noqa: E402
 pytestmark = pytest.mark.blender
 
 PANELS = ("AUTOSIM_PT_main", "AUTOSIM_PT_bindings", "AUTOSIM_PT_preview", "AUTOSIM_PT_dataset",
-          "AUTOSIM_PT_server", "AUTOSIM_PT_examples")
+          "AUTOSIM_PT_server", "AUTOSIM_PT_watch", "AUTOSIM_PT_examples")
 
 
 def _addon_classes():
@@ -381,6 +381,85 @@ def test_gui_server_shows_set_params_live():
         assert ops.stop_server()
     assert not bpy.app.timers.is_registered(ops.server_timer)
     assert not s.server_running and ops.server_timer() is None
+
+
+def test_watch_a_run_shows_its_psi_and_metric_curve():
+    import zmq
+
+    from blender_addon import watch
+
+    P = _props()
+    s = _built()
+    base = ParameterSpace.from_dict(space_dict("clevr"))
+    P.space_to_props(base, s)
+    ctx = zmq.Context()
+    pub = ctx.socket(zmq.XPUB)  # an XPUB hears the watcher subscribe: no slow-joiner sleep
+    pub.setsockopt(zmq.LINGER, 0)
+    pub.bind("tcp://127.0.0.1:*")
+    endpoint = pub.getsockopt_string(zmq.LAST_ENDPOINT)
+    psis = [base.psi + 0.1 * (i + 1) for i in range(3)]
+
+    def send(i, space, psi, **extra):
+        msg = {"version": 1, "run": "r1", "scene": "clevr", "metric_name": "mIoU",
+               "iteration": i, "images_rendered": 16 * (i + 1), "val_metric": 0.2 + 0.1 * i,
+               "psi": [float(v) for v in psi], "final": i == 2, **extra}
+        if space is not None:
+            msg["space"] = space.to_dict()
+        pub.send_multipart([b"autosim.run", json.dumps(msg).encode()])
+
+    def pump(n):
+        for _ in range(200):
+            assert watch.watch_timer() == watch.TIMER_INTERVAL
+            if s.watch_messages >= n:
+                return
+            pub.poll(10)
+        raise AssertionError(f"{s.watch_messages} messages, wanted {n}")
+
+    try:
+        assert watch.start_watch(bpy.context.scene, endpoint) == endpoint
+        assert bpy.app.timers.is_registered(watch.watch_timer)
+        assert pub.poll(5000) and pub.recv() == b"\x01autosim.run"
+        for i, psi in enumerate(psis):
+            send(i, base if i == 0 else None, psi)
+        pump(3)
+        assert watch.history() == [(16, pytest.approx(0.2)), (32, pytest.approx(0.3)),
+                                   (48, pytest.approx(0.4))]
+        assert (s.watch_run, s.watch_iteration, s.watch_images, s.watch_shown) == (
+            "r1", 2, 48, "PANEL")
+        assert s.watch_has_metric and s.watch_metric == pytest.approx(0.4) and s.watch_final
+        np.testing.assert_allclose(P.current_space(s).psi, psis[-1], atol=1e-5)
+        assert len(watch.sparkline(watch.history())) == 3
+
+        # another scene's run: its parameters as text, the panel's distributions untouched
+        other = ParameterSpace.from_dict(FAKE_SPACE)
+        send(0, other, other.psi, run="r2")
+        pump(4)
+        assert s.watch_shown == "TEXT" and watch.history() == [(16, pytest.approx(0.2))]
+        assert len(watch.params_text()) == len(other.params)
+        np.testing.assert_allclose(P.current_space(s).psi, psis[-1], atol=1e-5)
+        pub.send_multipart([b"autosim.run", b"not json"])
+        for _ in range(100):
+            watch.watch_timer()
+            if s.watch_error:
+                break
+            pub.poll(10)
+        assert "ignored a message" in s.watch_error
+        import types
+
+        from blender_addon import ui
+
+        calls = []
+        ui.AUTOSIM_PT_watch.draw(types.SimpleNamespace(layout=_Layout(calls)),
+                                 types.SimpleNamespace(scene=bpy.context.scene))
+        texts = [b.get("text", "") for name, b in calls if name == "label"]
+        assert "Iteration" in texts and "Val. mIoU" in texts
+        assert set(watch.params_text()) <= set(texts)
+    finally:
+        assert watch.stop_watch()
+        pub.close()
+        ctx.term()
+    assert not bpy.app.timers.is_registered(watch.watch_timer)
+    assert not s.watch_running and watch.watch_timer() is None
 
 
 def test_server_start_refuses_a_taken_address():

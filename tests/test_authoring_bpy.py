@@ -351,3 +351,46 @@ def test_panels_draw_nothing_bound_bound_and_stale(scene):
             assert "2 bound in this file" in got and target in got
     bpy.data.texts[TEXT_NAME].from_string(_text().replace('"POINT"', '"POINT" '))
     assert "Description changed" in labels()
+
+
+def test_watch_a_run_on_the_files_bindings(scene):
+    """A run of this file's space moves its bound distributions; the stored description stays."""
+    import zmq
+
+    from blender_addon import properties as P
+    from blender_addon import source, watch
+
+    _randomize(bpy.data.lights["Key"], "energy")
+    _randomize(bpy.data.objects["Cube"], "location")
+    s = scene.autosim
+    space = P.current_space(s)
+    stored = source.text_hash()
+    ctx = zmq.Context()
+    pub = ctx.socket(zmq.XPUB)
+    pub.setsockopt(zmq.LINGER, 0)
+    pub.bind("tcp://127.0.0.1:*")
+    endpoint = pub.getsockopt_string(zmq.LAST_ENDPOINT)
+    try:
+        watch.start_watch(scene, endpoint)
+        assert pub.poll(5000) and pub.recv() == b"\x01autosim.run"
+        for i in range(3):
+            psi = space.psi + 0.05 * (i + 1)
+            msg = {"version": 1, "run": "mine", "scene": "blend", "metric_name": "mIoU",
+                   "iteration": i, "images_rendered": 8 * (i + 1), "val_metric": 0.1 * i,
+                   "psi": psi.tolist(), "final": i == 2}
+            if i == 0:
+                msg["space"] = space.to_dict()
+            pub.send_multipart([b"autosim.run", json.dumps(msg).encode()])
+        for _ in range(200):
+            watch.watch_timer()
+            if s.watch_messages == 3:
+                break
+            pub.poll(10)
+        assert s.watch_messages == 3 and s.watch_shown == "PANEL"
+        np.testing.assert_allclose(P.current_space(s).psi, psi, atol=1e-5)
+        assert [n for n, _ in watch.history()] == [8, 16, 24]
+        assert source.text_hash() == stored and not source.stale(scene)
+    finally:
+        watch.stop_watch()
+        pub.close()
+        ctx.term()

@@ -415,5 +415,6 @@ def test_gui_timer_serves_and_panel_follows_live(zips, tmp_path):
     assert out["mean"] == pytest.approx(1.25)
     assert out["status"] == ["", 1, 0.42, 2]  # it left: the name is cleared, the run's numbers stay
     assert set(out["draws"]) == {"AUTOSIM_PT_main", "AUTOSIM_PT_bindings", "AUTOSIM_PT_preview",
-                                 "AUTOSIM_PT_dataset", "AUTOSIM_PT_server", "AUTOSIM_PT_examples"}
+                                 "AUTOSIM_PT_dataset", "AUTOSIM_PT_server", "AUTOSIM_PT_watch",
+                                 "AUTOSIM_PT_examples"}
     assert out["timer_after_disable"] is False
