@@ -92,19 +92,20 @@ class BoundScene:
 
     def visible_labels(self) -> list[tuple[int, int]]:
         """(pass_index, class_id) of the labelled objects that render in the scene now."""
-        shown = _rendered_collections(self.scene)
+        shown = _rendered_objects(self.scene)
         out = []
         for lab in self._labelled.values():
             obj = lab.obj
-            if not obj.hide_render and any(c.as_pointer() in shown
-                                           for c in obj.users_collection):
+            if not obj.hide_render and obj.as_pointer() in shown:
                 ci = lab.current()
                 if ci:
                     out.append((lab.index, ci))
         return sorted(out)
 
 
-def _rendered_collections(scene: Any) -> set[int]:
+def _rendered_objects(scene: Any) -> set[int]:
+    """Pointers of the objects in the collections the render sees (not excluded from the view
+    layer, not hidden for render); Object.users_collection would scan every collection."""
     layers = [vl for vl in scene.view_layers if vl.use] or list(scene.view_layers)
     out: set[int] = set()
     stack = [layers[0].layer_collection]
@@ -112,7 +113,7 @@ def _rendered_collections(scene: Any) -> set[int]:
         lc = stack.pop()
         if lc.exclude or lc.collection.hide_render:
             continue
-        out.add(lc.collection.as_pointer())
+        out.update(o.as_pointer() for o in lc.collection.objects)
         stack.extend(lc.children)
     return out
 
