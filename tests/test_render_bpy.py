@@ -152,9 +152,15 @@ def test_the_class_follows_the_shape_and_colours_rotate_along_the_slots():
     placed, _ = _render(name, _full(name, num_objects="5", color="red", **shapes))
     cls = classes(name)
     assert placed == [(i + 1, cls.index(shapes[f"obj{i}_shape"])) for i in range(5)]
-    colours = [bpy.data.objects[f"obj{i}"].material_slots[0].material.name for i in range(5)]
-    # red, then 3 further along gray red blue green brown purple cyan yellow each slot
-    assert colours == ["clevr_red", "clevr_brown", "clevr_yellow", "clevr_blue", "clevr_purple"]
+    # the shared material's palette at fract(base + 3/8 slot): red, then 3 further along
+    # gray red blue green brown purple cyan yellow for each slot
+    tree = bpy.data.materials["clevr_object"].node_tree
+    base = tree.nodes["palette_base"].outputs[0].default_value
+    ramp = tree.nodes["palette"].color_ramp
+    want = [ramp.elements[k].color[:] for k in (1, 4, 7, 2, 5)]
+    got = [ramp.evaluate((base + 3 / 8 * bpy.data.objects[f"obj{i}"]["clevr_slot"]) % 1.0)[:]
+           for i in range(5)]
+    assert got == want and len(set(want)) == 5
     assert all(bpy.data.objects[f"obj{i}"].location.z == 0.0 for i in range(5))
 
 

@@ -7,10 +7,11 @@ public bindings API; nothing here runs per render.
     blender -b --factory-startup -P blender_addon/scenes/clevr.py -- --out clevr.blend
 
 How each rule of the scene is held by the file itself, not by code:
-  - object i's colour is the `color` choice plus 3 i along COLOR_NAMES: slot i's `material`
-    binding lists the eight colour materials in that rotated order;
-  - rubber / metal: every colour material takes metallic and roughness from one node group,
-    `clevr_finish`, whose two Value nodes the `material` parameter writes;
+  - object i's colour is the `color` choice plus 3 i along COLOR_NAMES: the objects share one
+    material that picks the colour from a palette ramp at (choice + 3 slot) / 8, wrapped, with
+    the choice a Value node `color` writes and the slot each object's static `clevr_slot`
+    custom property (an Attribute node reads it);
+  - rubber / metal: `material` writes the shared material's Metallic and Roughness inputs;
   - z from the shape: the three meshes have their origin at their base, so objects stand on
     the ground at z = 0 whatever the shape, and `obj{i}_xy` writes location x, y only;
   - the class follows the shape: each mesh carries its class (autosim_class on the mesh);
@@ -56,6 +57,9 @@ COLOR_NAMES = tuple(COLORS)
 FINISH = {"rubber": (0.0, 0.75), "metal": (1.0, 0.25)}  # metallic, roughness
 _BASE = {"sphere": 0.6, "cube": 0.5, "cylinder": 0.5}  # centre to base: each mesh's lift
 STRENGTH = 'node_tree.nodes["Background"].inputs["Strength"].default_value'
+PALETTE = 'node_tree.nodes["palette_base"].outputs[0].default_value'
+BSDF = 'node_tree.nodes["Principled BSDF"].inputs["{}"].default_value'
+SLOT_PROPERTY = "clevr_slot"
 BOUNCES = ("max_bounces", "diffuse_bounces", "glossy_bounces", "transmission_bounces",
            "volume_bounces", "transparent_max_bounces")
 # What the file shows when opened (and the state build() leaves).
@@ -72,34 +76,48 @@ def _lin(c: float) -> float:
     return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
 
 
-def _finish_group() -> bpy.types.NodeTree:
-    """A node group with two Value nodes, Metallic and Roughness, that the `material`
-    parameter writes: one write restyles every colour material."""
-    group = bpy.data.node_groups.new("clevr_finish", "ShaderNodeTree")
-    out = group.nodes.new("NodeGroupOutput")
-    for k, (name, default) in enumerate(zip(("Metallic", "Roughness"), FINISH["rubber"])):
-        if hasattr(group, "interface"):  # Blender 4.0+
-            group.interface.new_socket(name, in_out="OUTPUT", socket_type="NodeSocketFloat")
-        else:  # Debian's 3.4
-            group.outputs.new("NodeSocketFloat", name)
-        value = group.nodes.new("ShaderNodeValue")
-        value.name = value.label = name
-        value.outputs[0].default_value = default
-        value.location = (-200.0, -120.0 * k)
-        group.links.new(value.outputs[0], out.inputs[name])
-    return group
-
-
-def _color_material(name: str, group: bpy.types.NodeTree) -> bpy.types.Material:
-    mat = principled(f"clevr_{name}", tuple(_lin(c) for c in COLORS[name]))
-    tree = mat.node_tree
-    node = tree.nodes.new("ShaderNodeGroup")
-    node.node_tree = group
-    node.location = (-250.0, -150.0)
-    bsdf = tree.nodes["Principled BSDF"]
-    for socket in ("Metallic", "Roughness"):
-        tree.links.new(node.outputs[socket], bsdf.inputs[socket])
+def _object_material() -> bpy.types.Material:
+    """The one material every object slot shares. Base colour: a constant Color Ramp over the
+    palette at fract(base + 3/8 slot), `base` a Value node the `color` parameter writes and
+    `slot` each object's static `clevr_slot` custom property (Attribute node, Object), so a
+    colour change touches no object and every slot keeps one shader (Cycles drops and
+    recompiles a material whose objects all leave the render: ~4 KB leaked each time).
+    Metallic and roughness: the BSDF's own inputs, which the `material` parameter writes."""
+    n = len(COLOR_NAMES)
+    mat = principled("clevr_object", (0.8, 0.8, 0.8), roughness=FINISH["rubber"][1])
+    nodes, links = mat.node_tree.nodes, mat.node_tree.links
+    slot = nodes.new("ShaderNodeAttribute")
+    slot.attribute_type, slot.attribute_name = "OBJECT", SLOT_PROPERTY
+    base = nodes.new("ShaderNodeValue")
+    base.name = base.label = "palette_base"
+    base.outputs[0].default_value = palette_position(0)
+    at = nodes.new("ShaderNodeMath")
+    at.operation = "MULTIPLY_ADD"  # slot * 3/n + base
+    at.inputs[1].default_value = 3.0 / n
+    wrap = nodes.new("ShaderNodeMath")
+    wrap.operation = "FRACT"
+    ramp = nodes.new("ShaderNodeValToRGB")
+    ramp.name = ramp.label = "palette"
+    cr = ramp.color_ramp
+    cr.interpolation = "CONSTANT"
+    cr.elements[0].position, cr.elements[1].position = 0.0, 1.0 / n
+    for k in range(2, n):
+        cr.elements.new(k / n)
+    for el, name in zip(cr.elements, COLOR_NAMES):
+        el.color = (*(_lin(c) for c in COLORS[name]), 1.0)
+    links.new(slot.outputs["Fac"], at.inputs[0])
+    links.new(base.outputs[0], at.inputs[2])
+    links.new(at.outputs[0], wrap.inputs[0])
+    links.new(wrap.outputs[0], ramp.inputs["Fac"])
+    links.new(ramp.outputs["Color"], nodes["Principled BSDF"].inputs["Base Color"])
+    for k, node in enumerate((slot, base, at, wrap, ramp)):
+        node.location = (-1000.0 + 200.0 * k, 200.0 - 100.0 * (k == 1))
     return mat
+
+
+def palette_position(k: int) -> float:
+    """Where colour k (cyclic) lies on the ramp: the middle of its constant band."""
+    return (k % len(COLOR_NAMES) + 0.5) / len(COLOR_NAMES)
 
 
 def _sun(name: str, elevation: float, azimuth: float, angle: float = 0.15) -> bpy.types.Object:
@@ -150,16 +168,13 @@ def build() -> SceneDescription:
     _sun("fill_light", math.radians(30), math.radians(-140), angle=0.4)
     _sun("back_light", math.radians(40), math.radians(110), angle=0.3)
 
-    group = _finish_group()
-    materials = [_color_material(c, group) for c in COLOR_NAMES]
-    meshes = _shape_meshes(materials[0])
+    meshes = _shape_meshes(_object_material())
     slots = bpy.data.collections.new("clevr_objects")
     scene.collection.children.link(slots)
     for i in range(N_SLOTS):
         obj = bpy.data.objects.new(f"obj{i}", meshes[SHAPES[i % 3]])
         obj.rotation_euler = (0.0, 0.0, math.radians(17.0 + 37.0 * i))
-        obj.material_slots[0].link = "OBJECT"  # the colour is the object's, whatever its mesh
-        obj.material_slots[0].material = materials[i * 3 % len(materials)]
+        obj[SLOT_PROPERTY] = i  # read by the material: the colour 3 i along the palette
         slots.objects.link(obj)
     return description()
 
@@ -167,7 +182,6 @@ def build() -> SceneDescription:
 def bindings() -> list[Binding]:
     """Every parameter of clevr.json bound to what it drives in the built file."""
     scene = {"data": "scenes", "id": SCENE}
-    finish = 'nodes["{}"].outputs[0].default_value'
     out = [Binding("world_light", data="worlds", id="clevr_world", path=STRENGTH,
                    low=0.0, high=10.0)]
     out += [Binding(k, data="lights", id=k, path="energy", low=0.0, high=20.0)
@@ -177,13 +191,12 @@ def bindings() -> list[Binding]:
             for b in BOUNCES]
     out.append(Binding("num_objects", "count", id="clevr_objects",
                        objects=[f"obj{i}" for i in range(N_SLOTS)]))
-    out += [Binding("material", data="node_groups", id="clevr_finish",
-                    path=finish.format(name), alternatives=[str(FINISH[f][k]) for f in FINISH])
+    out += [Binding("material", data="materials", id="clevr_object", path=BSDF.format(name),
+                    alternatives=[repr(FINISH[f][k]) for f in FINISH])
             for k, name in enumerate(("Metallic", "Roughness"))]
-    n = len(COLOR_NAMES)
+    out.append(Binding("color", data="materials", id="clevr_object", path=PALETTE,
+                       alternatives=[repr(palette_position(c)) for c in range(len(COLORS))]))
     for i in range(N_SLOTS):
-        out.append(Binding("color", "material", id=f"obj{i}", alternatives=[
-            f"clevr_{COLOR_NAMES[(c + 3 * i) % n]}" for c in range(n)]))
         out.append(Binding(f"obj{i}_xy", data="objects", id=f"obj{i}", path="location",
                            components=[0, 1], low=-3.0, high=3.0))
         out.append(Binding(f"obj{i}_shape", "mesh", id=f"obj{i}",
