@@ -62,7 +62,7 @@ BSDF = 'node_tree.nodes["Principled BSDF"].inputs["{}"].default_value'
 SLOT_PROPERTY = "clevr_slot"
 BOUNCES = ("max_bounces", "diffuse_bounces", "glossy_bounces", "transmission_bounces",
            "volume_bounces", "transparent_max_bounces")
-# What the file shows when opened (and the state build() leaves).
+# What the file shows when opened: scenes.realise() applies it after build().
 REST = {"world_light": [0.5], "key_light": [3.0], "fill_light": [1.0], "back_light": [1.0],
         "samples": "4", "bounces": [2.0], "num_objects": "3", "material": "rubber",
         "color": "gray",
@@ -133,7 +133,7 @@ def _shape_meshes(material: bpy.types.Material) -> dict[str, bpy.types.Mesh]:
         "sphere": mesh_primitive("clevr_sphere", "sphere", radius=_BASE["sphere"]),
         "cube": mesh_primitive("clevr_cube", "cube", size=2 * _BASE["cube"]),
         "cylinder": mesh_primitive("clevr_cylinder", "cylinder", radius=0.5,
-                                     depth=2 * _BASE["cylinder"]),
+                                   depth=2 * _BASE["cylinder"]),
     }
     for shape, mesh in meshes.items():
         mesh.transform(Matrix.Translation((0.0, 0.0, _BASE[shape])))  # origin at the base
@@ -163,7 +163,7 @@ def build() -> SceneDescription:
     cam_loc = (dist * math.cos(elev) * math.cos(azim), dist * math.cos(elev) * math.sin(azim),
                dist * math.sin(elev))
     scene.camera = new_object("camera", cam_data, location=cam_loc,
-                                rotation=(math.pi / 2 - elev, 0.0, azim + math.pi / 2))
+                              rotation=(math.pi / 2 - elev, 0.0, azim + math.pi / 2))
     _sun("key_light", math.radians(50), math.radians(-30))
     _sun("fill_light", math.radians(30), math.radians(-140), angle=0.4)
     _sun("back_light", math.radians(40), math.radians(110), angle=0.3)

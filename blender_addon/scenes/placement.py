@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+from collections.abc import Callable
 
 if __name__ == "__main__" and not __package__:  # a script: `python .../placement.py --out x`
     import runpy
@@ -49,9 +50,10 @@ from . import classes, main, space_dict  # noqa: E402
 from .primitives import mesh_primitive, new_object, principled, reset_data  # noqa: E402
 
 SCENE = "placement"
+Vec3 = tuple[float, float, float]
 
 
-def _grid(xs, ys, z):
+def _grid(xs: tuple[float, ...], ys: tuple[float, ...], z: float) -> list[Vec3]:
     return [(x, y, z) for y in ys for x in xs]
 
 
@@ -147,11 +149,11 @@ def _object_sets(scene: bpy.types.Scene, cluster: bpy.types.Object,
             mesh, scale, rest, surface = meshes[cls]
             angle = 2.0 * math.pi * j / len(members)
             arm = new_object(f"{set_name}_arm{j}", None, rotation=(0.0, 0.0, angle),
-                               collection=coll, parent=cluster)
+                             collection=coll, parent=cluster)
             arm.empty_display_size = 0.1
             obj = new_object(_copy_name(set_name, cls), mesh, collection=coll, parent=arm,
-                               location=(REST["cluster_spread"][0], 0.0, rest),
-                               rotation=(0.0, 0.0, 0.6 * j), scale=scale)
+                             location=(REST["cluster_spread"][0], 0.0, rest),
+                             rotation=(0.0, 0.0, 0.6 * j), scale=scale)
             obj.color = surface
 
 
@@ -175,7 +177,8 @@ def _rig(scene: bpy.types.Scene) -> bpy.types.Object:
     return new_object("cluster", None, collection=rig)
 
 
-def _box(name, size, loc, color, roughness, coll):
+def _box(name: str, size: Vec3, loc: Vec3, color: Vec3, roughness: float,
+         coll: bpy.types.Collection) -> bpy.types.Object:
     mesh = mesh_primitive(name, "cube", smooth=False, size=1.0)
     mesh.materials.append(bpy.data.materials[_MATERIAL])
     obj = new_object(name, mesh, location=loc, scale=size, collection=coll)
@@ -183,16 +186,16 @@ def _box(name, size, loc, color, roughness, coll):
     return obj
 
 
-def _layout0(coll) -> None:
+def _layout0(coll: bpy.types.Collection) -> None:
     _box("L0_floor", (12, 12, 0.1), (0, 0, -0.05), (0.45, 0.28, 0.14), 0.6, coll)
     _box("L0_wall", (12, 0.1, 6), (0, 2.6, 3.0), (0.6, 0.62, 0.68), 0.9, coll)
     sun = bpy.data.lights.new("L0_sun", "SUN")
     sun.energy, sun.angle = 2.5, 0.1
     new_object("L0_sun", sun, rotation=(math.radians(40), 0, math.radians(30)),
-                 collection=coll)
+               collection=coll)
 
 
-def _layout1(coll) -> None:
+def _layout1(coll: bpy.types.Collection) -> None:
     _box("L1_top", (2.6, 1.8, 0.06), (0, 0.1, 0.75), (0.2, 0.09, 0.035), 0.35, coll)
     _box("L1_floor", (12, 12, 0.1), (0, 0, -0.05), (0.12, 0.12, 0.12), 0.8, coll)
     _box("L1_wall", (12, 0.1, 6), (0, 1.8, 3.0), (0.55, 0.5, 0.38), 0.9, coll)
@@ -203,7 +206,7 @@ def _layout1(coll) -> None:
     new_object("L1_lamp", lamp, location=(0.3, -0.4, 2.6), collection=coll)
 
 
-def _layout2(coll) -> None:
+def _layout2(coll: bpy.types.Collection) -> None:
     step, wall = ((0.35, 0.36, 0.38), 0.7), ((0.15, 0.25, 0.35), 0.9)
     _box("L2_floor", (12, 12, 0.1), (0, 0, -0.05), (0.3, 0.33, 0.4), 0.8, coll)
     _box("L2_step1", (3.6, 1.8, 0.35), (0, 0.75, 0.175), *step, coll)
@@ -215,7 +218,7 @@ def _layout2(coll) -> None:
     spot.color = (1.0, 0.8, 0.6)
     direction = Vector((0.0, 0.4, 0.4)) - Vector((-2.0, -2.0, 3.5))
     new_object("L2_spot", spot, location=(-2.0, -2.0, 3.5),
-                 rotation=direction.to_track_quat("-Z", "Y").to_euler(), collection=coll)
+               rotation=direction.to_track_quat("-Z", "Y").to_euler(), collection=coll)
 
 
 def _world(world: bpy.types.World) -> None:
@@ -264,7 +267,8 @@ def build() -> SceneDescription:
     return description()
 
 
-def _by_config(f) -> list[str]:
+def _by_config(f: Callable[[int, int, str], str]) -> list[str]:
+    """One alternative per config choice: f(layout, location, quality)."""
     return [f(*parse_config(c)) for c in CONFIGS]
 
 

@@ -4,6 +4,8 @@ primitive meshes made with bmesh (no operators, so they run headless in any Blen
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import Any
 
 import bpy  # bmesh is only importable once bpy is loaded
 
@@ -11,6 +13,7 @@ import bpy  # bmesh is only importable once bpy is loaded
 import bmesh
 
 __all__ = ["mesh_primitive", "new_object", "principled", "reset_data"]
+Seq = Sequence[float]
 
 
 def reset_data() -> None:
@@ -29,8 +32,9 @@ def reset_data() -> None:
             coll.remove(block)
 
 
-def new_object(name: str, data, location=(0.0, 0.0, 0.0), rotation=(0.0, 0.0, 0.0),
-               scale=(1.0, 1.0, 1.0), pass_index: int = 0, collection=None, parent=None):
+def new_object(name: str, data: Any, location: Seq = (0.0, 0.0, 0.0),
+               rotation: Seq = (0.0, 0.0, 0.0), scale: Seq = (1.0, 1.0, 1.0),
+               pass_index: int = 0, collection: Any = None, parent: Any = None) -> Any:
     """A new object linked into `collection` (default: the scene's own)."""
     obj = bpy.data.objects.new(name, data)
     obj.location, obj.rotation_euler, obj.scale = location, rotation, scale
@@ -40,7 +44,7 @@ def new_object(name: str, data, location=(0.0, 0.0, 0.0), rotation=(0.0, 0.0, 0.
     return obj
 
 
-def principled(name: str, color, roughness: float = 0.5, metallic: float = 0.0):
+def principled(name: str, color: Seq, roughness: float = 0.5, metallic: float = 0.0) -> Any:
     """A Principled BSDF material (color: linear RGB)."""
     mat = bpy.data.materials.new(name)
     mat.use_nodes = True
@@ -52,7 +56,7 @@ def principled(name: str, color, roughness: float = 0.5, metallic: float = 0.0):
     return mat
 
 
-def _torus(bm, major: float, minor: float, seg_major: int = 32, seg_minor: int = 12) -> None:
+def _torus(bm: Any, major: float, minor: float, seg_major: int = 32, seg_minor: int = 12) -> None:
     verts = []
     for i in range(seg_major):
         u = 2 * math.pi * i / seg_major
@@ -69,7 +73,7 @@ def _torus(bm, major: float, minor: float, seg_major: int = 32, seg_minor: int =
             bm.faces.new((a, b, c, d))
 
 
-def mesh_primitive(name: str, kind: str, smooth: bool = True, **kw):
+def mesh_primitive(name: str, kind: str, smooth: bool = True, **kw: Any) -> Any:
     """A mesh datablock of a built-in primitive, centred on its bounding box, unit-ish size.
 
     kind: cube (size), sphere (radius), icosphere (radius, subdivisions), cylinder / cone
