@@ -54,7 +54,10 @@ def test_builder_script_saves_the_example_as_a_blend(name, tmp_path):
     got = _render_both(blend, blend.build(), latents)
     assert read(bpy.data) == blend.description and blend.description.name == name
     for (im1, m1, b1), (im2, m2, b2) in zip(expected, got):
-        np.testing.assert_array_equal(im1, im2)
+        # a fresh Cycles session (the file was reopened) can land a value on the other side of
+        # a rounding boundary: off by one, rarely
+        diff = np.abs(im1.astype(int) - im2.astype(int))
+        assert diff.max() <= 1 and (diff > 0).mean() < 0.01
         np.testing.assert_array_equal(m1, m2)
         np.testing.assert_array_equal(b1, b2)
 
