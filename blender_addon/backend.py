@@ -16,8 +16,9 @@ from .scenes import classes as scene_classes
 
 
 class BpyBackend:
-    """Builds `scene` (a built-in example) into the current Blender file, or opens a bound
-    .blend (`blend`, or `blend=""`: the file already open) and renders named latents."""
+    """Builds `scene` (a built-in example, by its builder script) into the current Blender file,
+    or opens a bound .blend (`blend`, or `blend=""`: the file already open); either way renders
+    named latents through the scene's bindings."""
 
     def __init__(self, scene: str | None = None, *, blend: str | None = None,
                  threads: int = 0, device: str = "CPU", space: ParameterSpace | None = None,
@@ -35,6 +36,7 @@ class BpyBackend:
                 raise ValueError("BpyBackend needs a scene name or a .blend")
             self._init(scene, space)
             self._handle = self._module.build()
+            self.description = self._handle.data["bound"].description
         self.device = render.configure(self._handle.scene, width, height,
                                        device=device, threads=threads or None)
 
@@ -42,7 +44,7 @@ class BpyBackend:
         self._setup(scene, scene_classes(scene), load(scene), space,
                     ParameterSpace.from_dict(space_dict(scene)))
 
-    description = None  # a bound .blend's SceneDescription (None: a built-in example)
+    description = None  # the served scene's SceneDescription (sent in hello)
 
     def _setup(self, scene: str, classes, module, space: ParameterSpace | None,
                default: ParameterSpace) -> None:
@@ -65,6 +67,7 @@ class BpyBackend:
         self = cls.__new__(cls)
         self._init(handle.name, space)
         self._handle = handle
+        self.description = handle.data["bound"].description
         self.device = device or str(handle.scene.cycles.device)
         return self
 

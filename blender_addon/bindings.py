@@ -9,11 +9,11 @@ write fails anyway, the ones already made are undone. It returns the (pass_index
 pairs of the visible labelled objects: the contract of the scene modules' apply() that
 render.render_frame takes.
 
-Class labels: the description's `labels` (object name -> class) win over an `autosim_class`
-custom property on the object, which wins over one on its nearest collection (walking up the
-collection tree); "background" means unlabelled. resolve() numbers the labelled objects 1..N in
-name order (pass_index) and sets every other object's pass_index to 0, so the instance pass
-holds exactly the labelled objects and the same file always gets the same numbers.
+Class labels (object_classes.py): the description's `labels`, else an `autosim_class` custom
+property on the object, its mesh (a mesh binding's swap carries the class along) or its nearest
+collection. resolve() numbers the labelled objects 1..N in name order (pass_index) and sets
+every other object's pass_index to 0, so the instance pass holds exactly the labelled objects
+and the same file always gets the same numbers.
 
 Persistence: store() writes the description JSON into a Text datablock (TEXT_NAME): it is saved
 with the .blend, readable and editable in Blender's Text Editor, and exportable as the file it
@@ -28,11 +28,12 @@ from typing import Any
 
 import bpy
 
-from protocol.bindings import SceneError, id_ref
+from protocol.bindings import SceneError
 from protocol.distributions import _known
-from protocol.scene import BACKGROUND, SceneDescription
+from protocol.scene import SceneDescription
 from protocol.space import ParameterSpace
 
+from .object_classes import CLASS_PROPERTY, Label, object_labels
 from .render import assign
 from .scenes import SceneHandle
 from .targets import Plan, Resolved, copy_value, fail
@@ -40,7 +41,6 @@ from .targets import Plan, Resolved, copy_value, fail
 __all__ = ["CLASS_PROPERTY", "TEXT_NAME", "BlendScene", "BoundScene", "read", "resolve",
            "store"]
 
-CLASS_PROPERTY = "autosim_class"
 TEXT_NAME = "autosim_scene.json"
 _MAX_INDEX = 65535  # the instance pass is read back as uint16
 _ALTERNATIVE_IDS = {"one_of": "collections", "site": "objects", "material": "materials",
@@ -51,7 +51,7 @@ class BoundScene:
     """A description resolved against the open file; apply() writes latents into it."""
 
     def __init__(self, description: SceneDescription, scene: Any, resolved: list[Resolved],
-                 labelled: dict[str, tuple[Any, int, int]]) -> None:
+                 labelled: dict[str, Label]) -> None:
         self.description = description
         self.scene = scene
         self._resolved = sorted(resolved, key=lambda r: r.b.kind == "material")  # after mesh
@@ -64,7 +64,7 @@ class BoundScene:
     @property
     def labels(self) -> dict[str, tuple[int, int]]:
         """Labelled object name -> (pass_index, class_id), visible or not."""
-        return {name: (pi, ci) for name, (_, pi, ci) in self._labelled.items()}
+        return {name: (lab.index, lab.current()) for name, lab in self._labelled.items()}
 
     def apply(self, latent: dict[str, Any]) -> list[tuple[int, int]]:
         """Write `latent` (named, as ParameterSpace.unpack_latent gives it) into the bound
@@ -92,16 +92,20 @@ class BoundScene:
 
     def visible_labels(self) -> list[tuple[int, int]]:
         """(pass_index, class_id) of the labelled objects that render in the scene now."""
-        shown = _rendered_collections(self.scene)
+        shown = _rendered_objects(self.scene)
         out = []
-        for obj, pi, ci in self._labelled.values():
-            if not obj.hide_render and any(c.as_pointer() in shown
-                                           for c in obj.users_collection):
-                out.append((pi, ci))
+        for lab in self._labelled.values():
+            obj = lab.obj
+            if not obj.hide_render and obj.as_pointer() in shown:
+                ci = lab.current()
+                if ci:
+                    out.append((lab.index, ci))
         return sorted(out)
 
 
-def _rendered_collections(scene: Any) -> set[int]:
+def _rendered_objects(scene: Any) -> set[int]:
+    """Pointers of the objects in the collections the render sees (not excluded from the view
+    layer, not hidden for render); Object.users_collection would scan every collection."""
     layers = [vl for vl in scene.view_layers if vl.use] or list(scene.view_layers)
     out: set[int] = set()
     stack = [layers[0].layer_collection]
@@ -109,7 +113,7 @@ def _rendered_collections(scene: Any) -> set[int]:
         lc = stack.pop()
         if lc.exclude or lc.collection.hide_render:
             continue
-        out.add(lc.collection.as_pointer())
+        out.update(o.as_pointer() for o in lc.collection.objects)
         stack.extend(lc.children)
     return out
 
@@ -154,48 +158,6 @@ def _check_conflicts(resolved: list[Resolved]) -> None:
                                              f"{r.b.slot}")
 
 
-def _class_of(idb: Any, where: str, classes: tuple[str, ...]) -> str | None:
-    c = idb.get(CLASS_PROPERTY)
-    if c is not None and (not isinstance(c, str) or c not in classes):
-        raise SceneError(f"{where}[{CLASS_PROPERTY!r}]: unknown class {c!r} "
-                         f"(classes: {_known(list(classes))})")
-    return c
-
-
-def _labels(description: SceneDescription, data: Any) -> dict[str, str]:
-    """Object name -> class name for every labelled object (see the module docstring)."""
-    classes = tuple(description.classes)
-    for name in description.labels:
-        if data.objects.get(name) is None:
-            raise SceneError(f"labels[{name!r}]: no object named {name!r} in this .blend")
-    parents: dict[int, list[Any]] = {}
-    for coll in data.collections:
-        for child in coll.children:
-            parents.setdefault(child.as_pointer(), []).append(coll)
-    out = {}
-    for obj in data.objects:
-        cls = description.labels.get(obj.name)
-        if cls is None:
-            cls = _class_of(obj, id_ref("objects", obj.name), classes)
-        level, seen = list(obj.users_collection), set()
-        while cls is None and level:
-            found = {}
-            for coll in level:
-                c = _class_of(coll, id_ref("collections", coll.name), classes)
-                if c is not None:
-                    found.setdefault(c, coll.name)
-            if len(found) > 1:
-                raise SceneError(f"object {obj.name!r}: its collections give it different "
-                                 f"classes ({', '.join(f'{n}: {c}' for c, n in found.items())})")
-            cls = next(iter(found), None)
-            seen |= {c.as_pointer() for c in level}
-            level = [p for c in level for p in parents.get(c.as_pointer(), [])
-                     if p.as_pointer() not in seen]
-        if cls is not None and cls != BACKGROUND:
-            out[obj.name] = cls
-    return out
-
-
 def resolve(description: SceneDescription, bpy_data: Any) -> BoundScene:
     """Check the description against the open file, then number the labelled objects.
 
@@ -205,21 +167,19 @@ def resolve(description: SceneDescription, bpy_data: Any) -> BoundScene:
     resolved = [Resolved(b, i, params[b.param], bpy_data, scene)
                 for i, b in enumerate(description.bindings)]
     _check_conflicts(resolved)
-    labels = _labels(description, bpy_data)
+    swapped = {r.obj.as_pointer(): list(r.meshes.values()) for r in resolved
+               if r.b.kind == "mesh"}
+    labels = object_labels(description, bpy_data, swapped)
     if len(labels) > _MAX_INDEX:
         raise SceneError(f"labels: {len(labels)} labelled objects; at most {_MAX_INDEX}")
-    index = {name: i for i, name in enumerate(sorted(labels), start=1)}
-    for name in index:
+    for name in labels:
         if bpy_data.objects[name].library is not None:
             raise SceneError(f"labels: object {name!r} is linked from a library; its "
                              f"pass_index cannot be set (make it local)")
-    labelled = {}
     for obj in bpy_data.objects:
         if obj.library is None:
-            assign(obj, "pass_index", index.get(obj.name, 0))
-        if obj.name in index:
-            labelled[obj.name] = (obj, index[obj.name], description.class_id(labels[obj.name]))
-    return BoundScene(description, scene, resolved, dict(sorted(labelled.items())))
+            assign(obj, "pass_index", labels[obj.name].index if obj.name in labels else 0)
+    return BoundScene(description, scene, resolved, labels)
 
 
 def store(description: SceneDescription, bpy_data: Any) -> Any:

@@ -217,17 +217,20 @@ class Resolved:
     # ---- one of these collections -----------------------------------------------------------
     def _resolve_one_of(self, data: Any, scene: Any) -> None:
         self.colls = self._alternatives(data, "collections")
+        # alternatives may repeat (several choices show one collection): each is written once
+        self.distinct = list({c.as_pointer(): c for c in self.colls.values()}.values())
         inside = {c.as_pointer() for c in scene.collection.children_recursive}
-        for coll in self.colls.values():
+        for coll in self.distinct:
             if coll.as_pointer() not in inside:
                 raise self.fail(f"collection {coll.name!r} is not in scene {scene.name!r}")
-        self.writes = [_target(c, a) for c in self.colls.values()
+        self.writes = [_target(c, a) for c in self.distinct
                        for a in ("hide_render", "hide_viewport")]
 
     def _plan_one_of(self, v: Any, latent: dict, plan: Plan) -> None:
-        for choice, coll in self.colls.items():
-            plan.set(coll, "hide_render", choice != v)
-            plan.set(coll, "hide_viewport", choice != v)
+        shown = self.colls[v].as_pointer()
+        for coll in self.distinct:
+            plan.set(coll, "hide_render", coll.as_pointer() != shown)
+            plan.set(coll, "hide_viewport", coll.as_pointer() != shown)
 
     # ---- site --------------------------------------------------------------------------------
     def _resolve_site(self, data: Any, scene: Any) -> None:

@@ -15,6 +15,8 @@ Kinds:
   mesh      categorical over meshes -> an object's data
   count     categorical over "0", "1", ... -> the first n objects of a collection are shown
 Categorical kinds map choice i to alternatives[i] (default: the choice names themselves).
+Alternatives may repeat: several choices can select the same target, so one categorical over a
+product (placement's config = layout x location x quality) drives each factor's targets.
 numpy + stdlib only: this module runs in Blender's Python and in the optimizer without bpy.
 The scene description that holds a space, its bindings and its labels is in protocol/scene.py.
 """
@@ -120,13 +122,13 @@ def _listed(v: Any) -> str:
     return "" if v is None else str(list(v) if isinstance(v, list | tuple) else v)
 
 
-def _strs(v: Any, path: str, what: str) -> tuple[str, ...]:
+def _strs(v: Any, path: str, what: str, repeats: bool = False) -> tuple[str, ...]:
     if not isinstance(v, list | tuple) or not v:
         raise SceneError(f"{path}: expected a non-empty list of {what}, got {v!r}")
     for i, s in enumerate(v):
         if not isinstance(s, str) or not s:
             raise SceneError(f"{path}[{i}]: expected a non-empty string, got {s!r}")
-        if s in v[:i]:
+        if not repeats and s in v[:i]:
             raise SceneError(f"{path}[{i}]: duplicate {s!r}")
     return tuple(v)
 
@@ -202,7 +204,8 @@ class Binding:
             raise SceneError(f"{pre}.invert: expected true/false, got {self.invert!r}")
         for k, what in (("alternatives", "names"), ("objects", "object names")):
             if getattr(self, k) is not None:
-                object.__setattr__(self, k, _strs(getattr(self, k), f"{pre}.{k}", what))
+                object.__setattr__(self, k, _strs(getattr(self, k), f"{pre}.{k}", what,
+                                                  repeats=k == "alternatives"))
         if isinstance(self.slot, bool) or not isinstance(self.slot, int) or self.slot < 0:
             raise SceneError(f"{pre}.slot: expected a material slot index >= 0, got {self.slot!r}")
         if not isinstance(self.jitter, str):

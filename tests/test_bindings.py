@@ -60,6 +60,16 @@ def test_round_trip_dict_json_and_file(tmp_path):
     assert "data" not in d.to_dict()["bindings"][10]
 
 
+def test_alternatives_may_repeat_so_one_categorical_drives_each_factor():
+    space = ParameterSpace([CategoricalParam("config", ["A_low", "A_high", "B_low"], [0, 0, 0])])
+    d = SceneDescription(space, [
+        Binding("config", "one_of", alternatives=["A", "A", "B"]),
+        Binding("config", data="scenes", id="Scene", path="cycles.samples", type="int",
+                alternatives=["4", "16", "4"])])
+    assert SceneDescription.from_json(d.to_json()) == d
+    assert d.bindings[0].values(space.params[0]) == ("A", "A", "B")
+
+
 def test_labels_name_the_target_the_blender_way():
     assert BINDINGS[0].label == "'key_light' -> lights[\"Key\"].energy"
     assert BINDINGS[1].target == 'objects["Cube"].location[0, 1]'
@@ -148,7 +158,7 @@ def test_checks_against_the_space(binding, message):
      "type: unknown property type 'quaternion'"),
     ({"param": "a", "data": "o", "id": "K", "path": "p", "components": [0, 0]},
      "components: expected distinct array indices"),
-    ({"param": "a", "kind": "one_of", "alternatives": ["x", "x"]}, "alternatives[1]: duplicate"),
+    ({"param": "a", "kind": "count", "id": "C", "objects": ["x", "x"]}, "objects[1]: duplicate"),
     ({"param": "a", "kind": "site", "id": "C", "radius": 0.5}, "jitter needs both"),
     ({"param": "a", "kind": "material", "id": "C", "slot": -1}, "slot: expected a material slot"),
     ({"param": "a", "kind": "mesh", "id": "C", "colour": 1}, "colour: unknown key"),

@@ -122,10 +122,15 @@ def test_same_latent_same_pixels_other_latent_other_pixels(scene):
     assert not np.array_equal(r1.image, r2.image)
 
 
+def _full(name, **changes):
+    """A whole latent (the scene's bindings take nothing less): a fixed one, changed."""
+    return {**_fast(name, _latents(name, "validation", n=1, seed=9)[0]), **changes}
+
+
 def test_hidden_objects_never_appear():
     name = "clevr"
-    many = {"num_objects": "5", "samples": "4", "material": "rubber",
-            **{f"obj{i}_xy": [-2.0 + i, (-1) ** i * 0.8] for i in range(5)}}
+    many = _full(name, num_objects="5", samples="4", material="rubber",
+                 **{f"obj{i}_xy": [-2.0 + i, (-1) ** i * 0.8] for i in range(5)})
     placed, res = _render(name, many)
     assert len(placed) == 5 and len(set(np.unique(res.instances).tolist()) - {0}) == 5
     placed, res = _render(name, dict(many, num_objects="2"))
@@ -134,24 +139,50 @@ def test_hidden_objects_never_appear():
     _check_labels(name, placed, res)
 
     name = "placement"
-    placed_a, res_a = _render(name, {"config": "L0_P4_low", "object_set": "C"})
-    placed_b, res_b = _render(name, {"config": "L0_P4_low", "object_set": "A"})
+    placed_a, res_a = _render(name, _full(name, config="L0_P4_low", object_set="C"))
+    placed_b, res_b = _render(name, _full(name, config="L0_P4_low", object_set="A"))
     only_c = {p for p, _ in placed_a} - {p for p, _ in placed_b}
     assert only_c and not (set(np.unique(res_b.instances).tolist()) & only_c)
     _check_labels(name, placed_b, res_b)
 
 
-def test_apply_is_robust_to_out_of_range_values(scene):
+def test_the_class_follows_the_shape_and_colours_rotate_along_the_slots():
+    name = "clevr"
+    shapes = {f"obj{i}_shape": ("cube", "cylinder", "sphere")[i % 3] for i in range(5)}
+    placed, _ = _render(name, _full(name, num_objects="5", color="red", **shapes))
+    cls = classes(name)
+    assert placed == [(i + 1, cls.index(shapes[f"obj{i}_shape"])) for i in range(5)]
+    # the shared material's palette at fract(base + 3/8 slot): red, then 3 further along
+    # gray red blue green brown purple cyan yellow for each slot
+    tree = bpy.data.materials["clevr_object"].node_tree
+    base = tree.nodes["palette_base"].outputs[0].default_value
+    ramp = tree.nodes["palette"].color_ramp
+    want = [ramp.elements[k].color[:] for k in (1, 4, 7, 2, 5)]
+    got = [ramp.evaluate((base + 3 / 8 * bpy.data.objects[f"obj{i}"]["clevr_slot"]) % 1.0)[:]
+           for i in range(5)]
+    assert got == want and len(set(want)) == 5
+    assert all(bpy.data.objects[f"obj{i}"].location.z == 0.0 for i in range(5))
+
+
+def test_out_of_range_numbers_are_clipped_and_bad_values_refused(scene):
+    from protocol.bindings import SceneError
+
     if scene == "clevr":
-        bad = {"samples": "999", "bounces": -7.0, "key_light": math.inf, "num_objects": "9",
-               "obj0_xy": [100.0, math.nan], "obj1_xy": "x", "obj2_shape": "pyramid",
-               "color": "mauve", "material": 3}
+        clipped = {"bounces": -7.0, "key_light": 1e9, "obj0_xy": [100.0, -100.0]}
+        bad = [{"samples": "999"}, {"num_objects": "9"}, {"obj2_shape": "pyramid"},
+               {"color": "mauve"}, {"material": 3}, {"obj1_xy": "x"},
+               {"obj0_xy": [0.0, math.nan]}, {"key_light": math.inf}]
     else:
-        bad = {"config": "L9_P99_best", "object_set": "Z", "cluster_rotation": 1e9,
-               "cluster_spread": -4.0}
-    placed, res = _render(scene, bad)
+        clipped = {"cluster_rotation": 1e9, "cluster_spread": -4.0}
+        bad = [{"config": "L9_P99_best"}, {"object_set": "Z"}, {"cluster_spread": math.nan}]
+    placed, res = _render(scene, _full(scene, **clipped))
     _check_labels(scene, placed, res)
-    assert 1 <= _scene(scene)[1].scene.cycles.samples <= 64
+    mod, handle = _scene(scene)
+    before = (handle.scene.cycles.samples, [tuple(o.location) for o in bpy.data.objects])
+    for change in bad:
+        with pytest.raises(SceneError, match=f"latent.{next(iter(change))}"):
+            mod.apply(handle, _full(scene, **change))
+    assert (handle.scene.cycles.samples, [tuple(o.location) for o in bpy.data.objects]) == before
 
 
 def test_numpy_srgb_matches_blenders_png(scene, tmp_path):

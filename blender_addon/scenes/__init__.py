@@ -1,24 +1,31 @@
-"""Registry of the built-in scenes (bpy-free).
+"""Registry of the built-in example scenes (bpy-free to import).
 
-Each scene NAME has a parameter space `NAME.json` (format "autosim.space", see
-protocol/space.py) and a bpy module `NAME.py` exposing
+Each example NAME is a builder script `NAME.py` that makes the scene's objects with bpy and
+returns its SceneDescription (protocol/scene.py), declared through the same public bindings API
+a user's own .blend uses, and a parameter space `NAME.json` (format "autosim.space") that the
+description carries. There is no per-scene apply code: `load(name)` gives the scene-module
+interface callers use,
 
-    build() -> SceneHandle                       build the whole scene once
-    apply(handle, latent: dict) -> list[(pass_index, class_id)]
+    build() -> SceneHandle                       run the builder into the current file, once
+    apply(handle, latent: dict) -> list[(pass_index, class_id)]   through its BoundScene
 
-`load(name)` imports that module lazily, so this package imports without bpy.
+and `python blender_addon/scenes/NAME.py --out NAME.blend` saves the example as a .blend a
+user can open, serve (`autosim serve --blend NAME.blend`) and edit.
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import json
+import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
-__all__ = ["SCENE_NAMES", "SceneHandle", "classes", "load", "space_dict", "space_path"]
+__all__ = ["SCENE_NAMES", "BuiltinScene", "SceneHandle", "classes", "load", "main",
+           "space_dict", "space_path"]
 
 SCENE_NAMES: tuple[str, ...] = ("clevr", "placement")
 
@@ -65,6 +72,62 @@ def classes(name: str) -> list[str]:
     return list(_CLASSES[_check(name)])
 
 
-def load(name: str) -> ModuleType:
-    """Import the scene's bpy module (needs bpy)."""
-    return importlib.import_module(f"{__name__}.{_check(name)}")
+def realise(name: str) -> Any:
+    """Run example `name`'s builder into the current file (emptying it first), store its
+    description in the file, resolve it and apply the builder's REST latent (what the file shows
+    when opened). Returns the BoundScene (bpy)."""
+    import bpy
+
+    from ..bindings import resolve, store
+
+    builder = importlib.import_module(f"{__name__}.{_check(name)}")
+    description = builder.build()
+    store(description, bpy.data)
+    bound = resolve(description, bpy.data)
+    bound.apply(builder.REST)
+    return bound
+
+
+class BuiltinScene:
+    """A built-in example behind the scene-module interface backend.py and the add-on use."""
+
+    def __init__(self, name: str) -> None:
+        self.name = _check(name)
+
+    def build(self) -> SceneHandle:
+        """Build the example into the current file; errors name the binding."""
+        bound = realise(self.name)
+        objects = {n: bound.scene.objects[n] for n in bound.labels if n in bound.scene.objects}
+        return SceneHandle(self.name, bound.scene, objects=objects, data={"bound": bound})
+
+    @staticmethod
+    def apply(handle: SceneHandle, latent: dict[str, Any]) -> list[tuple[int, int]]:
+        """Write a whole named latent through the bindings (an unknown choice or a missing
+        parameter is a SceneError and changes nothing); returns the visible labelled objects."""
+        return handle.data["bound"].apply(latent)
+
+    def __repr__(self) -> str:
+        return f"BuiltinScene({self.name!r})"
+
+
+def load(name: str) -> BuiltinScene:
+    """The example's build()/apply() interface (build() needs bpy)."""
+    return BuiltinScene(name)
+
+
+def main(name: str, argv: list[str] | None = None) -> int:
+    """`NAME.py --out NAME.blend`: build example `name` and save it as a .blend."""
+    if argv is None:
+        argv = sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else sys.argv[1:]
+    ap = argparse.ArgumentParser(prog=f"{name}.py",
+                                 description=f"Build autosim's {name!r} example as a .blend.")
+    ap.add_argument("--out", required=True, help="the .blend to write")
+    args = ap.parse_args(argv)
+    import bpy
+
+    bound = realise(name)
+    bpy.ops.wm.save_as_mainfile(filepath=os.path.abspath(args.out))
+    desc = bound.description
+    print(f"wrote {args.out}: scene {bound.scene.name!r}, {len(desc.space.params)} parameters, "
+          f"{len(desc.bindings)} bindings, classes {', '.join(desc.classes[1:])}")
+    return 0
