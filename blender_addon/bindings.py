@@ -169,14 +169,14 @@ def resolve(description: SceneDescription, bpy_data: Any) -> BoundScene:
     _check_conflicts(resolved)
     swapped = {r.obj.as_pointer(): list(r.meshes.values()) for r in resolved
                if r.b.kind == "mesh"}
-    labels = object_labels(description, bpy_data, swapped)
+    labels = object_labels(description, bpy_data, swapped, scene)
     if len(labels) > _MAX_INDEX:
         raise SceneError(f"labels: {len(labels)} labelled objects; at most {_MAX_INDEX}")
     for name in labels:
         if bpy_data.objects[name].library is not None:
             raise SceneError(f"labels: object {name!r} is linked from a library; its "
                              f"pass_index cannot be set (make it local)")
-    for obj in bpy_data.objects:
+    for obj in scene.objects:  # other scenes' objects keep their pass_index
         if obj.library is None:
             assign(obj, "pass_index", labels[obj.name].index if obj.name in labels else 0)
     return BoundScene(description, scene, resolved, labels)

@@ -1,7 +1,7 @@
 """The built-in example scenes (clevr, placement), built into a NEW scene of the open file (bpy).
 
 The examples' builders were written for render servers that own their file: they empty it
-first (render.reset_data). Built from the panel, that would delete the artist's work, so
+first (scenes.primitives.reset_data). Built from the panel, that would delete the artist's work, so
 build_example() makes a new scene, shows it in the window, and runs the builder with that reset
 switched off: the artist's scenes, objects and materials stay as they were. Rebuilding removes
 only what the previous example build made (tracked in this session). The SceneHandle lives in
@@ -50,12 +50,14 @@ def require_handle(scene: Any) -> SceneHandle:
 
 @contextlib.contextmanager
 def _no_reset():
-    saved = render.reset_data
-    render.reset_data = lambda: None
+    from .scenes import primitives
+
+    saved = primitives.reset_data
+    primitives.reset_data = lambda: None
     try:
         yield
     finally:
-        render.reset_data = saved
+        primitives.reset_data = saved
 
 
 def _id_pointers() -> dict[str, set[int]]:

@@ -80,10 +80,11 @@ def _id(description: SceneDescription, cls: str | None) -> int:
 
 
 def object_labels(description: SceneDescription, data: Any,
-                  swapped: dict[int, Iterable[Any]]) -> dict[str, Label]:
+                  swapped: dict[int, Iterable[Any]], scene: Any = None) -> dict[str, Label]:
     """Every labelled object's Label, numbered 1..N in name order (its future pass_index).
 
-    swapped: object pointer -> the meshes a mesh binding may give it."""
+    swapped: object pointer -> the meshes a mesh binding may give it. scene: only its objects
+    count (other scenes of the file, e.g. the artist's next to an example, are not labelled)."""
     classes = tuple(description.classes)
     for name in description.labels:
         if data.objects.get(name) is None:
@@ -93,7 +94,7 @@ def object_labels(description: SceneDescription, data: Any,
         for child in coll.children:
             parents.setdefault(child.as_pointer(), []).append(coll)
     found: dict[str, tuple[Any, int, dict[int, int] | None]] = {}
-    for obj in data.objects:
+    for obj in (scene.objects if scene is not None else data.objects):
         cls = description.labels.get(obj.name)
         if cls is None:
             cls = _class_of(obj, id_ref("objects", obj.name), classes)

@@ -41,8 +41,8 @@ from protocol.scene import SceneDescription  # noqa: E402
 from protocol.space import ParameterSpace  # noqa: E402
 
 from ..object_classes import CLASS_PROPERTY  # noqa: E402
-from . import classes, main, space_dict  # noqa: E402
-from .primitives import mesh_primitive, new_object, principled, reset_data  # noqa: E402
+from . import classes, main, primitives, space_dict  # noqa: E402
+from .primitives import mesh_primitive, new_object, principled  # noqa: E402
 
 SCENE = "clevr"
 N_SLOTS = 5
@@ -144,9 +144,10 @@ def _shape_meshes(material: bpy.types.Material) -> dict[str, bpy.types.Mesh]:
 
 def build() -> SceneDescription:
     """Empty the current file, build the scene in it and return its description."""
-    reset_data()
+    primitives.reset_data()  # the panel's examples switch it off (examples._no_reset)
     scene = bpy.context.scene
-    scene.name = SCENE
+    if scene.name == "Scene":  # an emptied file; the panel builds into "AutoSim NAME" instead
+        scene.name = SCENE
     world = bpy.data.worlds.new("clevr_world")
     world.use_nodes = True
     world.node_tree.nodes["Background"].inputs["Color"].default_value = (0.8, 0.8, 0.85, 1.0)
@@ -176,12 +177,12 @@ def build() -> SceneDescription:
         obj.rotation_euler = (0.0, 0.0, math.radians(17.0 + 37.0 * i))
         obj[SLOT_PROPERTY] = i  # read by the material: the colour 3 i along the palette
         slots.objects.link(obj)
-    return description()
+    return description(scene.name)
 
 
-def bindings() -> list[Binding]:
+def bindings(scene_name: str = SCENE) -> list[Binding]:
     """Every parameter of clevr.json bound to what it drives in the built file."""
-    scene = {"data": "scenes", "id": SCENE}
+    scene = {"data": "scenes", "id": scene_name}
     out = [Binding("world_light", data="worlds", id="clevr_world", path=STRENGTH,
                    low=0.0, high=10.0)]
     out += [Binding(k, data="lights", id=k, path="energy", low=0.0, high=20.0)
@@ -204,10 +205,10 @@ def bindings() -> list[Binding]:
     return out
 
 
-def description() -> SceneDescription:
+def description(scene_name: str = SCENE) -> SceneDescription:
     """The scene description: clevr.json's space, the bindings, the classes."""
-    return SceneDescription(ParameterSpace.from_dict(space_dict(SCENE)), bindings(),
-                            classes(SCENE), labels_for=("masks", "boxes"), scene=SCENE)
+    return SceneDescription(ParameterSpace.from_dict(space_dict(SCENE)), bindings(scene_name),
+                            classes(SCENE), labels_for=("masks", "boxes"), scene=scene_name)
 
 
 if __name__ == "__main__":

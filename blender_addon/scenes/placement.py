@@ -46,8 +46,8 @@ from protocol.scene import SceneDescription  # noqa: E402
 from protocol.space import ParameterSpace  # noqa: E402
 
 from ..object_classes import CLASS_PROPERTY  # noqa: E402
-from . import classes, main, space_dict  # noqa: E402
-from .primitives import mesh_primitive, new_object, principled, reset_data  # noqa: E402
+from . import classes, main, primitives, space_dict  # noqa: E402
+from .primitives import mesh_primitive, new_object, principled  # noqa: E402
 
 SCENE = "placement"
 Vec3 = tuple[float, float, float]
@@ -253,9 +253,10 @@ def _world(world: bpy.types.World) -> None:
 def build() -> SceneDescription:
     """Empty the current file, build all three layouts and the four object sets in it and
     return its description."""
-    reset_data()
+    primitives.reset_data()  # the panel's examples switch it off (examples._no_reset)
     scene = bpy.context.scene
-    scene.name = SCENE
+    if scene.name == "Scene":  # an emptied file; the panel builds into "AutoSim NAME" instead
+        scene.name = SCENE
     scene.world = bpy.data.worlds.new("placement_world")
     _world(scene.world)
     material = _object_material()
@@ -264,7 +265,7 @@ def build() -> SceneDescription:
         scene.collection.children.link(coll)
         make(coll)
     _object_sets(scene, _rig(scene), material)
-    return description()
+    return description(scene.name)
 
 
 def _by_config(f: Callable[[int, int, str], str]) -> list[str]:
@@ -272,7 +273,7 @@ def _by_config(f: Callable[[int, int, str], str]) -> list[str]:
     return [f(*parse_config(c)) for c in CONFIGS]
 
 
-def bindings() -> list[Binding]:
+def bindings(scene_name: str = SCENE) -> list[Binding]:
     """Every parameter of placement.json bound to what it drives in the built file."""
     mix = 'node_tree.nodes["{}"].inputs["Fac"].default_value'
     out = [
@@ -287,10 +288,10 @@ def bindings() -> list[Binding]:
                 alternatives=_by_config(lambda li, pi, q: f"target_L{li}")),
         Binding("config", "site", id="cluster",
                 alternatives=_by_config(lambda li, pi, q: f"site_L{li}_P{pi}")),
-        Binding("config", data="scenes", id=SCENE, path="cycles.samples", type="int",
+        Binding("config", data="scenes", id=scene_name, path="cycles.samples", type="int",
                 alternatives=_by_config(lambda li, pi, q: str(QUALITIES[q][0]))),
     ]
-    out += [Binding("config", data="scenes", id=SCENE, path=f"cycles.{b}", type="int",
+    out += [Binding("config", data="scenes", id=scene_name, path=f"cycles.{b}", type="int",
                     alternatives=_by_config(lambda li, pi, q: str(QUALITIES[q][1])))
             for b in BOUNCES]
     out.append(Binding("object_set", "one_of", alternatives=[f"set_{s}" for s in OBJECT_SETS]))
@@ -302,10 +303,10 @@ def bindings() -> list[Binding]:
     return out
 
 
-def description() -> SceneDescription:
+def description(scene_name: str = SCENE) -> SceneDescription:
     """The scene description: placement.json's space, the bindings, the classes."""
-    return SceneDescription(ParameterSpace.from_dict(space_dict(SCENE)), bindings(),
-                            classes(SCENE), labels_for=("masks", "boxes"), scene=SCENE)
+    return SceneDescription(ParameterSpace.from_dict(space_dict(SCENE)), bindings(scene_name),
+                            classes(SCENE), labels_for=("masks", "boxes"), scene=scene_name)
 
 
 if __name__ == "__main__":
