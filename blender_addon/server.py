@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import threading
+import time
 import traceback
 import uuid
 from collections.abc import Callable, Sequence
@@ -21,6 +23,7 @@ from protocol import wire
 from protocol.space import ParameterSpace, SpaceError
 
 SERVER_NAME = "autosim-render-server"
+FEATURE_LEVEL = 2  # protocol v2: ping + heartbeat socket (docs/protocol.md 9); envelope v stays 1
 RETURNABLE = ("image", "mask", "instances", "boxes")
 
 
@@ -75,6 +78,8 @@ class ServerState:
     last_error: str = ""
     shutdown_requested: bool = False
     peers: int = 0  # connected clients (track_peers only)
+    busy: str = ""  # id of the render request in progress ("" when idle)
+    progress: int = 0  # items rendered so far in that request
 
     def new_run(self) -> None:
         """A hello starts a run: the counters and metrics shown for the last one go."""
@@ -110,11 +115,16 @@ class RenderServer:
         self.endpoint = ""
         # item ids unique across servers and restarts: this process's random prefix
         self._instance = uuid.uuid4().hex[:12]
+        self._heartbeat: _Heartbeat | None = None
+        self._started = time.monotonic()
 
     # ---------------------------------------------------------------- socket
-    def bind(self, address: str = "tcp://127.0.0.1:5555", curve: str | None = None) -> str:
+    def bind(self, address: str = "tcp://127.0.0.1:5555", curve: str | None = None,
+             heartbeat: str | None = "auto") -> str:
         """Bind the ROUTER socket; returns the resolved endpoint (ports given as * resolved).
-        curve: a key folder (protocol.curve); required on any non-loopback address."""
+        curve: a key folder (protocol.curve); required on any non-loopback address.
+        heartbeat: where the heartbeat socket binds ("auto": the same host, any free port;
+        None: no heartbeat socket, `ping` is then answered in turn on the main socket only)."""
         import zmq
 
         from protocol import curve as curve_keys
@@ -138,6 +148,14 @@ class RenderServer:
             self.close()
             raise OSError(f"--curve: {exc}") from None
         self.endpoint = self._sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        if heartbeat is not None:
+            hb_address = _heartbeat_address(address) if heartbeat == "auto" else heartbeat
+            try:
+                self._heartbeat = _Heartbeat(self._ctx, hb_address, curve, self.status)
+            except zmq.ZMQError as exc:
+                self.close()
+                raise OSError(f"cannot bind the heartbeat socket to {hb_address}: {exc}") from exc
+            self._heartbeat.start()
         if self.track_peers:
             self._monitor = self._sock.get_monitor_socket(
                 zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED)
@@ -182,7 +200,22 @@ class RenderServer:
         while self.step(timeout_ms=poll_ms):
             pass
 
+    @property
+    def heartbeat_endpoint(self) -> str:
+        return self._heartbeat.endpoint if self._heartbeat is not None else ""
+
+    def status(self) -> dict[str, Any]:
+        """The `pong` fields; read by the heartbeat thread too (plain attribute reads)."""
+        st = self.state
+        return {"busy": bool(st.busy), "request": st.busy, "progress": st.progress,
+                "images": st.images,
+                "generation": st.generation, "instance": self._instance,
+                "uptime_s": round(time.monotonic() - self._started, 3)}
+
     def close(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
+            self._heartbeat = None
         if self._auth is not None:
             self._auth.stop()
             self._auth = None
@@ -245,6 +278,8 @@ class RenderServer:
             "scene": self.backend.scene,
             "classes": list(self.backend.classes),
             **self._params_fields(),
+            "feature_level": FEATURE_LEVEL,
+            **({"heartbeat": self.heartbeat_endpoint} if self._heartbeat is not None else {}),
             **({"description": desc.to_dict()}
                if (desc := getattr(self.backend, "description", None)) is not None else {}),
         }
@@ -280,7 +315,17 @@ class RenderServer:
         self.state.shutdown_requested = True
         return {}
 
+    def _on_ping(self, msg: wire.Message) -> dict[str, Any]:
+        return self.status()
+
     def _on_render(self, msg: wire.Message) -> dict[str, Any]:
+        self.state.busy, self.state.progress = msg.id or "-", 0
+        try:
+            return self._render(msg)
+        finally:
+            self.state.busy = ""
+
+    def _render(self, msg: wire.Message) -> dict[str, Any]:
         f = msg.fields
         lim = self.limits
         width = _int_in(f, "width", lim.default_width, 1, lim.max_side)
@@ -344,9 +389,77 @@ class RenderServer:
             if "boxes" in wanted:
                 item["classes"] = result.classes
             items.append(item)
+            self.state.progress += 1
         self.state.images += n
         self._changed()
         return {"generation": self.state.generation, "items": items}
+
+
+class _Heartbeat(threading.Thread):
+    """Answers `ping` with `pong` on its own ROUTER socket, from a thread that shares nothing
+    with the backend (bpy): the main thread renders synchronously, so a ping queued on the
+    main socket would wait for the render; this one answers while Cycles renders (Blender
+    releases the GIL then, measured). A SIGKILLed or SIGSTOPped process answers nothing."""
+
+    def __init__(self, ctx, address: str, curve: str | None,
+                 status: Callable[[], dict[str, Any]]) -> None:
+        import zmq
+
+        super().__init__(name="autosim-heartbeat", daemon=True)
+        self._status = status
+        self._stop_flag = False
+        self._sock = ctx.socket(zmq.ROUTER)  # made here, used only by the thread after start
+        self._sock.setsockopt(zmq.LINGER, 0)
+        self._sock.setsockopt(zmq.MAXMSGSIZE, 64 * 1024)
+        if curve is not None:  # the same keys; the context's authenticator admits the same
+            from protocol.curve import server_keys  # clients
+
+            server_keys(self._sock, curve)
+        try:
+            self._sock.bind(address)
+        except zmq.ZMQError:
+            self._sock.close(0)
+            raise
+        self.endpoint = self._sock.getsockopt_string(zmq.LAST_ENDPOINT)
+
+    def run(self) -> None:
+        import zmq
+
+        try:
+            while not self._stop_flag:
+                if not self._sock.poll(100, zmq.POLLIN):
+                    continue
+                envelope, frames = _split_envelope(self._sock.recv_multipart())
+                if envelope is None:
+                    continue
+                try:
+                    msg = wire.decode(frames, max_bytes=64 * 1024, expect_request=True)
+                    if msg.type != "ping":
+                        raise RequestError("bad_value", f"the heartbeat socket answers only "
+                                                        f"ping, not {msg.type!r}")
+                    out = wire.reply(msg, self._status())
+                except wire.ProtocolError as exc:
+                    out = wire.error_reply(exc.request_id, exc.code, str(exc))
+                except RequestError as exc:
+                    out = wire.error_reply(msg.id, exc.code, exc.message)
+                self._sock.send_multipart(envelope + out)
+        except zmq.ZMQError:
+            pass  # the context is going away
+        finally:
+            self._sock.close(0)
+
+    def stop(self) -> None:
+        self._stop_flag = True
+        self.join(timeout=2.0)
+
+
+def _heartbeat_address(address: str) -> str:
+    """The heartbeat socket's address for a main socket's: same host, any free port."""
+    if address.startswith("tcp://"):
+        return address.rsplit(":", 1)[0] + ":*"
+    if address.startswith("ipc://"):
+        return address + ".heartbeat"
+    return address + "-heartbeat"  # inproc
 
 
 def _int_in(fields: dict, key: str, default: int, low: int, high: int) -> int:

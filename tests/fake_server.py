@@ -1,0 +1,48 @@
+"""A fake-backend render server process, for tests that kill, stop and start servers.
+
+    python -m tests.fake_server --bind tcp://127.0.0.1:* [--delay-s 0.05]
+
+Prints `AUTOSIM_READY {"endpoint": ..., "heartbeat": ..., "pid": ...}` once it serves.
+No torch, no bpy: it starts in a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+from blender_addon.server import RenderServer
+from tests.fakes import FakeBackend
+
+
+class SlowFake(FakeBackend):
+    def __init__(self, delay_s: float) -> None:
+        super().__init__()
+        self.delay_s = delay_s
+
+    def render(self, latent, width, height):
+        time.sleep(self.delay_s)
+        return super().render(latent, width, height)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--bind", default="tcp://127.0.0.1:*")
+    p.add_argument("--delay-s", type=float, default=0.0)
+    args = p.parse_args(argv)
+    server = RenderServer(SlowFake(args.delay_s))
+    endpoint = server.bind(args.bind)
+    print("AUTOSIM_READY " + json.dumps({"endpoint": endpoint, "pid": os.getpid(),
+                                         "heartbeat": server.heartbeat_endpoint}), flush=True)
+    try:
+        server.serve_forever(poll_ms=50)
+    finally:
+        server.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
