@@ -28,7 +28,11 @@ def _servers_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=0,
                    help="Cycles threads per local server (0 = all cores)")
     p.add_argument("--timeout", type=float, default=120.0, metavar="S",
-                   help="seconds to wait for a render server before giving up (default 120)")
+                   help="seconds to wait for a render server before giving up (default 120); "
+                   "with heartbeats: for its next finished image")
+    p.add_argument("--heartbeat-s", type=float, default=2.0, metavar="S",
+                   help="ping render servers every S seconds; 3 missed in a row (a killed or "
+                   "hung server) drop it and its work goes to the others (default 2; 0 = off)")
     p.add_argument("--curve", metavar="DIR", help="CURVE key folder (`autosim keys`) to "
                    "authenticate to --server render servers (local ones use it too)")
 

@@ -56,7 +56,7 @@ def open_simulator(args: argparse.Namespace, scene: str,
     if curve is not None and not Path(curve).is_dir():
         raise CliError(f"--curve {curve}: no such key folder (make one with autosim keys)")
     if args.server:
-        with _remote(args.server, args.timeout, curve) as sim:
+        with _remote(args.server, args.timeout, curve, _heartbeat(args)) as sim:
             if scene != BLEND and sim.scene != scene:
                 raise CliError(f"server(s) {args.server} serve scene {sim.scene!r}, not {scene!r}")
             yield sim
@@ -67,15 +67,24 @@ def open_simulator(args: argparse.Namespace, scene: str,
         raise CliError(f"--local-servers must be at least 1, got {args.local_servers}")
     with LocalServers(scene, args.local_servers, threads=args.threads,
                       blend=blend, curve=curve) as endpoints:
-        with _remote(endpoints, args.timeout, curve) as sim:
+        with _remote(endpoints, args.timeout, curve, _heartbeat(args)) as sim:
             yield sim
 
 
-def _remote(endpoints: list[str], timeout_s: float, curve: str | None) -> RemoteSimulator:
+def _heartbeat(args: argparse.Namespace) -> float:
+    heartbeat_s = float(getattr(args, "heartbeat_s", 2.0))
+    if not heartbeat_s >= 0:
+        raise CliError(f"--heartbeat-s must be >= 0, got {heartbeat_s}")
+    return heartbeat_s
+
+
+def _remote(endpoints: list[str], timeout_s: float, curve: str | None,
+            heartbeat_s: float = 2.0) -> RemoteSimulator:
     from protocol.curve import KeysError
 
     try:
-        return RemoteSimulator(endpoints, timeout_s=timeout_s, curve=curve)
+        return RemoteSimulator(endpoints, timeout_s=timeout_s, curve=curve,
+                               heartbeat_s=heartbeat_s)
     except KeysError as exc:
         raise CliError(f"--curve: {exc}") from None
 
