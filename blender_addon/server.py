@@ -115,7 +115,9 @@ class RenderServer:
         self.endpoint = ""
         # item ids unique across servers and restarts: this process's random prefix
         self._instance = uuid.uuid4().hex[:12]
-        self._heartbeat: _Heartbeat | None = None
+        self._heartbeat: _Heartbeat | _HeartbeatOut | None = None
+        self._connected = False
+        self._rejoin = threading.Event()
         self._started = time.monotonic()
 
     # ---------------------------------------------------------------- socket
@@ -161,6 +163,49 @@ class RenderServer:
                 zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED)
         return self.endpoint
 
+    def connect(self, address: str, curve: str | None = None, heartbeat_s: float = 2.0) -> str:
+        """Protocol v2, servers join the optimizer: connect a DEALER to the optimizer's
+        ROUTER (`autosim optimize --listen`), announce this server with `ready`, then serve
+        what arrives over that connection. A heartbeat thread beats on a second connection
+        (its own DEALER); an optimizer that does not know this server (it restarted, or
+        presumed it dead) answers a beat with `rejoin`, and the next step() sends `ready`
+        again. curve: here the render server is the CURVE *client* (client pair + the
+        listener's server.key); required off loopback."""
+        import zmq
+
+        from protocol import curve as curve_keys
+
+        if curve is None and not curve_keys.is_loopback(address):
+            raise OSError(f"refusing to connect to {address} without authentication; make "
+                          f"keys with `autosim keys --out DIR` and pass --curve DIR")
+        self._ctx = zmq.Context()
+        self._sock = self._ctx.socket(zmq.DEALER)
+        self._sock.setsockopt(zmq.LINGER, 0)
+        self._sock.setsockopt(zmq.MAXMSGSIZE, self.limits.max_message_bytes)
+        self._sock.setsockopt(zmq.IDENTITY, self._instance.encode())
+        try:
+            if curve is not None:
+                curve_keys.secure_client(self._sock, curve)
+            self._sock.connect(address)
+        except zmq.ZMQError as exc:
+            self.close()
+            raise OSError(f"cannot connect render server to {address}: {exc}") from exc
+        except curve_keys.KeysError as exc:
+            self.close()
+            raise OSError(f"--curve: {exc}") from None
+        self.endpoint = address
+        self._connected = True
+        self._rejoin = threading.Event()
+        self._rejoin.set()  # the first step() announces this server
+        if heartbeat_s > 0:
+            self._heartbeat = _HeartbeatOut(self._ctx, address, curve, self.status,
+                                            self._instance, heartbeat_s, self._rejoin)
+            self._heartbeat.start()
+        return address
+
+    def _ready_fields(self) -> dict[str, Any]:
+        return {"worker": self._instance, **self._hello_fields()}
+
     def _poll_peers(self) -> None:
         """Count connections; the last one closing means the optimizer left."""
         import zmq
@@ -183,11 +228,18 @@ class RenderServer:
         if self._sock is None:
             raise RuntimeError("RenderServer.step() before bind()")
         self._poll_peers()
+        if self._connected and self._rejoin.is_set():
+            self._rejoin.clear()
+            self._sock.send_multipart([b"", *wire.encode("ready", self._instance,
+                                                         self._ready_fields())])
         for i in range(max_messages):
             if not self._sock.poll(timeout_ms if i == 0 else 0, zmq.POLLIN):
                 break
             raw = self._sock.recv_multipart(copy=True)
-            envelope, frames = _split_envelope(raw)
+            if self._connected:  # DEALER: [b"", *frames] from the optimizer's ROUTER
+                envelope, frames = ([b""], raw[1:]) if raw and raw[0] == b"" else ([], raw)
+            else:
+                envelope, frames = _split_envelope(raw)
             if envelope is None:
                 continue  # not even a routable message
             self._sock.send_multipart(envelope + self.handle(frames))
@@ -271,6 +323,9 @@ class RenderServer:
         if client:
             self.state.client = str(client)[:200]
         self._changed()
+        return self._hello_fields()
+
+    def _hello_fields(self) -> dict[str, Any]:
         return {
             "protocol": wire.PROTOCOL_VERSION,
             "server": SERVER_NAME,
@@ -445,6 +500,65 @@ class _Heartbeat(threading.Thread):
                 self._sock.send_multipart(envelope + out)
         except zmq.ZMQError:
             pass  # the context is going away
+        finally:
+            self._sock.close(0)
+
+    def stop(self) -> None:
+        self._stop_flag = True
+        self.join(timeout=2.0)
+
+
+class _HeartbeatOut(threading.Thread):
+    """Connect mode: beats `heartbeat` (with the pong fields) to the optimizer's ROUTER every
+    heartbeat_s on its own DEALER; a `rejoin` answer sets the event the main loop watches."""
+
+    def __init__(self, ctx, address: str, curve: str | None,
+                 status: Callable[[], dict[str, Any]], worker: str, heartbeat_s: float,
+                 rejoin: threading.Event) -> None:
+        import zmq
+
+        super().__init__(name="autosim-heartbeat", daemon=True)
+        self._status, self._worker, self._every, self._rejoin = status, worker, heartbeat_s, rejoin
+        self._stop_flag = False
+        self._sock = ctx.socket(zmq.DEALER)
+        self._sock.setsockopt(zmq.LINGER, 0)
+        self._sock.setsockopt(zmq.SNDHWM, 4)
+        self._sock.setsockopt(zmq.IDENTITY, f"{worker}.heartbeat".encode())
+        if curve is not None:
+            from protocol.curve import secure_client
+
+            secure_client(self._sock, curve)
+        self._sock.connect(address)
+        self.endpoint = address
+
+    def run(self) -> None:
+        import zmq
+
+        beats = itertools.count()
+        next_beat = 0.0
+        try:
+            while not self._stop_flag:
+                now = time.monotonic()
+                if now >= next_beat:
+                    fields = {"worker": self._worker, **self._status()}
+                    try:
+                        self._sock.send_multipart(
+                            [b"", *wire.encode("heartbeat", f"b{next(beats)}", fields)],
+                            zmq.NOBLOCK)
+                    except zmq.Again:
+                        pass
+                    next_beat = now + self._every
+                if self._sock.poll(min(100, int(self._every * 1000)), zmq.POLLIN):
+                    raw = self._sock.recv_multipart()
+                    try:
+                        msg = wire.decode(raw[1:] if raw and raw[0] == b"" else raw,
+                                          max_bytes=64 * 1024)
+                    except wire.ProtocolError:
+                        continue
+                    if msg.fields.get("rejoin"):
+                        self._rejoin.set()
+        except zmq.ZMQError:
+            pass
         finally:
             self._sock.close(0)
 

@@ -31,10 +31,15 @@ class SlowFake(FakeBackend):
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--bind", default="tcp://127.0.0.1:*")
+    p.add_argument("--connect", help="join an optimizer listening here instead of binding")
+    p.add_argument("--heartbeat-s", type=float, default=2.0)
     p.add_argument("--delay-s", type=float, default=0.0)
     args = p.parse_args(argv)
     server = RenderServer(SlowFake(args.delay_s))
-    endpoint = server.bind(args.bind)
+    if args.connect:
+        endpoint = server.connect(args.connect, heartbeat_s=args.heartbeat_s)
+    else:
+        endpoint = server.bind(args.bind)
     print("AUTOSIM_READY " + json.dumps({"endpoint": endpoint, "pid": os.getpid(),
                                          "heartbeat": server.heartbeat_endpoint}), flush=True)
     try:
