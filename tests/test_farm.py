@@ -87,6 +87,9 @@ def test_listening_off_loopback_needs_keys() -> None:
         FarmSimulator("tcp://0.0.0.0:*", min_servers=0)
     with pytest.raises(OSError, match="without authentication"):
         RenderServer(FakeBackend()).connect("tcp://10.1.2.3:5555")
+    from blender_addon import serve
+
+    assert serve.main(["--connect", "tcp://10.1.2.3:5555", "--quiet"]) == 2
 
 
 def test_a_server_joins_with_ready_and_rejoins_a_restarted_optimizer(procs) -> None:
