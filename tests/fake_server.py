@@ -19,12 +19,19 @@ from tests.fakes import FakeBackend
 
 
 class SlowFake(FakeBackend):
-    def __init__(self, delay_s: float) -> None:
+    """delay_s per image: asleep, or (spin) busy on one core as a renderer would be."""
+
+    def __init__(self, delay_s: float, spin: bool = False) -> None:
         super().__init__()
-        self.delay_s = delay_s
+        self.delay_s, self.spin = delay_s, spin
 
     def render(self, latent, width, height):
-        time.sleep(self.delay_s)
+        if self.spin:
+            end = time.process_time() + self.delay_s
+            while time.process_time() < end:
+                pass
+        else:
+            time.sleep(self.delay_s)
         return super().render(latent, width, height)
 
 
@@ -34,8 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--connect", help="join an optimizer listening here instead of binding")
     p.add_argument("--heartbeat-s", type=float, default=2.0)
     p.add_argument("--delay-s", type=float, default=0.0)
+    p.add_argument("--spin", action="store_true", help="spend delay-s of CPU, not asleep")
     args = p.parse_args(argv)
-    server = RenderServer(SlowFake(args.delay_s))
+    server = RenderServer(SlowFake(args.delay_s, args.spin))
     if args.connect:
         endpoint = server.connect(args.connect, heartbeat_s=args.heartbeat_s)
     else:
