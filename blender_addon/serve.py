@@ -42,6 +42,10 @@ def _args(argv: list[str]) -> argparse.Namespace:
                    "(client.key_secret + server.key)")
     p.add_argument("--heartbeat-s", type=float, default=2.0,
                    help="with --connect: beat to the optimizer every S seconds (default 2)")
+    p.add_argument("--max-renders", type=int, default=0, metavar="N",
+                   help="exit (status 0) after the request that brings this process to N "
+                   "images, its reply marked `recycle`, so a supervisor starts a fresh one "
+                   "(bounds Blender's memory growth over long runs; 0 = never)")
     p.add_argument("--threads", type=int, default=0, help="Cycles threads (0 = all cores)")
     p.add_argument("--device", default="CPU", choices=("CPU", "AUTO"),
                    help="AUTO uses a GPU compute device when Blender finds one")
@@ -173,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
                   if blend is not None else f"autosim-serve: {exc}", file=sys.stderr)
             return 2
         scene = backend.scene
-        server = RenderServer(_Interruptible(backend), log=log, limits=limits)
+        server = RenderServer(_Interruptible(backend), log=log, limits=limits,
+                              max_renders=max(args.max_renders, 0))
         try:
             if args.connect:
                 endpoint = server.connect(args.connect, curve=args.curve,

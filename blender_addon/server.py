@@ -98,6 +98,7 @@ class RenderServer:
         on_change: Callable[[ServerState], None] | None = None,
         log: Callable[[str], None] | None = None,
         track_peers: bool = False,
+        max_renders: int = 0,
     ) -> None:
         """track_peers: watch connections (a ZeroMQ socket monitor) so that the optimizer's
         name is cleared when its last connection closes (the GUI's status line)."""
@@ -115,6 +116,9 @@ class RenderServer:
         self.endpoint = ""
         # item ids unique across servers and restarts: this process's random prefix
         self._instance = uuid.uuid4().hex[:12]
+        # recycle: stop after this many images (0: never), so a supervisor starts a fresh one
+        self.max_renders = max_renders
+        self.rendered_total = 0
         self._heartbeat: _Heartbeat | _HeartbeatOut | None = None
         self._connected = False
         self._rejoin = threading.Event()
@@ -446,8 +450,15 @@ class RenderServer:
             items.append(item)
             self.state.progress += 1
         self.state.images += n
+        self.rendered_total += n
         self._changed()
-        return {"generation": self.state.generation, "items": items}
+        out: dict[str, Any] = {"generation": self.state.generation, "items": items}
+        if self.max_renders and self.rendered_total >= self.max_renders:
+            out["recycle"] = True  # protocol v2: this server stops after this reply
+            self.state.shutdown_requested = True
+            self.log(f"recycling: {self.rendered_total} images rendered (--max-renders "
+                     f"{self.max_renders})")
+        return out
 
 
 class _Heartbeat(threading.Thread):

@@ -181,6 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="join an optimizer's --listen address instead of binding")
     serve.add_argument("--heartbeat-s", type=float, default=2.0,
                        help="with --connect: beat to the optimizer every S seconds")
+    serve.add_argument("--max-renders", type=int, default=0, metavar="N",
+                       help="exit after N images so a supervisor restarts a fresh process")
     serve.add_argument("--threads", type=int, default=0)
     serve.add_argument("--params")
     serve.add_argument("--curve", metavar="DIR", help="CURVE key folder (`autosim keys`): "

@@ -153,6 +153,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "--max-message-mb", str(args.max_message_mb)]
     if getattr(args, "connect", None):
         argv += ["--connect", args.connect, "--heartbeat-s", str(args.heartbeat_s)]
+    if getattr(args, "max_renders", 0):
+        argv += ["--max-renders", str(args.max_renders)]
     if args.curve:
         argv += ["--curve", args.curve]
     if args.params:

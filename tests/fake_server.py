@@ -41,9 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--connect", help="join an optimizer listening here instead of binding")
     p.add_argument("--heartbeat-s", type=float, default=2.0)
     p.add_argument("--delay-s", type=float, default=0.0)
+    p.add_argument("--max-renders", type=int, default=0)
     p.add_argument("--spin", action="store_true", help="spend delay-s of CPU, not asleep")
     args = p.parse_args(argv)
-    server = RenderServer(SlowFake(args.delay_s, args.spin))
+    server = RenderServer(SlowFake(args.delay_s, args.spin), max_renders=args.max_renders)
     if args.connect:
         endpoint = server.connect(args.connect, heartbeat_s=args.heartbeat_s)
     else:

@@ -103,3 +103,36 @@ def test_a_server_joins_with_ready_and_rejoins_a_restarted_optimizer(procs) -> N
     # the optimizer restarts on the same address: the server's beat gets `rejoin`, it joins
     with FarmSimulator(endpoint, heartbeat_s=0.2, min_servers=1, join_timeout_s=20) as sim:
         assert len(sim.render(sim.space.sample(3, np.random.default_rng(1)), 8, 8)) == 3
+
+
+def test_a_recycled_server_hands_back_its_work_and_its_successor_joins(procs) -> None:
+    from optimizer.simulators.farm import FarmSimulator
+
+    def recycling() -> subprocess.Popen:
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        proc = subprocess.Popen([sys.executable, "-m", "tests.fake_server", "--connect",
+                                 sim.endpoint, "--delay-s", "0.01", "--heartbeat-s", "0.3",
+                                 "--max-renders", "9"], stdout=subprocess.PIPE, text=True,
+                                cwd=ROOT, env=env)
+        assert proc.stdout.readline().startswith("AUTOSIM_READY ")
+        return proc
+
+    with FarmSimulator("tcp://127.0.0.1:*", heartbeat_s=0.3, min_servers=0,
+                       timeout_s=30) as sim:
+        procs.append(recycling())
+        procs.append(join(sim.endpoint, 0.03, 0.3))
+        sim.wait_for_servers(2, 20)
+        latents = sim.space.sample(60, np.random.default_rng(2))
+        got, restarts = [], 0
+        for batch in sim.render_stream([latents[i:i + 3] for i in range(0, 60, 3)], 16, 16):
+            got.append(batch)
+            if procs[0].poll() is not None and restarts < 3:  # the supervisor's part
+                assert procs[0].returncode == 0
+                procs.append(procs.pop(0))
+                procs.insert(0, recycling())
+                restarts += 1
+    recycled = [k for k, v in sim.left.items() if v.startswith("recycled")]
+    assert recycled and restarts >= 1
+    assert np.array_equal(np.concatenate([b.images for b in got]), reference(latents))
+    ids = [i for b in got for i in b.item_ids]
+    assert len(ids) == len(set(ids)) == 60

@@ -136,3 +136,27 @@ def test_a_long_render_is_not_taken_for_a_hung_server(fakes) -> None:
         lat = sim.space.sample(6, np.random.default_rng(1))  # 1.2 s: past timeout_s and beats
         batch = sim.render(lat, 8, 8)
     assert len(batch) == 6 and not sim.dead
+
+
+def test_a_recycling_server_is_dropped_at_once_and_its_queue_sent_elsewhere() -> None:
+    from optimizer.simulators.remote import RemoteSimulator
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    procs = [subprocess.Popen([sys.executable, "-m", "tests.fake_server", "--max-renders", "6",
+                               *extra], stdout=subprocess.PIPE, text=True, cwd=ROOT, env=env)
+             for extra in ([], ["--max-renders", "0"])]
+    try:
+        eps = [json.loads(p.stdout.readline().split(" ", 1)[1])["endpoint"] for p in procs]
+        with RemoteSimulator(eps, timeout_s=30, heartbeat_s=0.5) as sim:
+            lat = sim.space.sample(30, np.random.default_rng(3))
+            t0 = time.monotonic()
+            batches = list(sim.render_stream([lat[i:i + 3] for i in range(0, 30, 3)], 8, 8))
+            took = time.monotonic() - t0
+        assert sim.dead == {eps[0]: "recycled (--max-renders)"}
+        assert took < 1.0  # not a heartbeat timeout
+        assert np.array_equal(np.concatenate([b.latents for b in batches]), lat)
+        assert procs[0].wait(timeout=10) == 0
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait(timeout=10)

@@ -299,6 +299,8 @@ class FarmSimulator:
                     finished.add(seq)
                     w.rendered += len(lat)
                     done[seq] = (lat, msg.fields["items"])
+                    if msg.fields.get("recycle"):  # it exits now: the rest goes elsewhere
+                        retry.extend(self._drop(w, "recycled (--max-renders)"))
         finally:
             self._stream_state = None
 

@@ -269,7 +269,8 @@ class RemoteSimulator:
                     queue.clear()
                 continue
             try:
-                items = client.receive(rid, timeout_s=client.timeout_s).fields["items"]
+                reply = client.receive(rid, timeout_s=client.timeout_s)
+                items = reply.fields["items"]
             except (ServerUnavailable, ServerError) as exc:
                 if isinstance(exc, ServerError) and exc.code in ("render_failed", "internal"):
                     raise
@@ -279,6 +280,10 @@ class RemoteSimulator:
                 continue
             queue.popleft()
             done[seq] = (lat, items)
+            if reply.fields.get("recycle"):  # it exits after this reply (--max-renders)
+                self._mark_dead(client, "recycled (--max-renders)")
+                retry.extend((q[0], q[1]) for q in queue)
+                queue.clear()
 
     def shutdown_servers(self) -> None:
         for client in self.alive:
