@@ -160,3 +160,17 @@ def test_a_recycling_server_is_dropped_at_once_and_its_queue_sent_elsewhere() ->
         for p in procs:
             p.kill()
             p.wait(timeout=10)
+
+
+def test_time_between_calls_is_not_silence(fakes) -> None:
+    """The optimizer trains between renders and reads no pongs meanwhile: no false death."""
+    from optimizer.simulators.remote import RemoteSimulator
+
+    eps = fakes(1, 0.0)
+    with RemoteSimulator(eps, timeout_s=30, heartbeat_s=0.1, liveness=2) as sim:
+        lat = sim.space.sample(2, np.random.default_rng(0))
+        sim.render(lat, 8, 8)
+        time.sleep(0.6)  # three times heartbeat_s * liveness
+        sim.set_psi(sim.space.psi)
+        sim.render(lat, 8, 8)
+        assert not sim.dead

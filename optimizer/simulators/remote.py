@@ -66,6 +66,7 @@ class RemoteSimulator:
         self.detected_s: dict[str, float] = {}  # endpoint -> silence when presumed dead
         self.dead_at: dict[str, float] = {}  # endpoint -> time.monotonic() when presumed dead
         self._beats: dict[str, _Beat] = {}
+        self._watched = time.monotonic()  # last _beat(): pongs are read only while watching
         hellos = [c.request("hello", {"client": name}) for c in self.clients]
         for client, hello in zip(self.clients, hellos):
             announced = hello.fields.get("heartbeat")
@@ -101,13 +102,21 @@ class RemoteSimulator:
         client.close()  # late replies of a server presumed dead are never read
 
     def _beat(self) -> None:
-        """Ping due servers, read their pongs, mark the silent ones dead."""
+        """Ping due servers, read their pongs, mark the silent ones dead. Silence counts only
+        while this side watches: between calls (the optimizer training) nobody reads pongs,
+        so after such a gap every server gets a fresh ping and liveness - 1 intervals."""
         now = time.monotonic()
+        gap = now - self._watched > self.heartbeat_s
+        self._watched = now
         for client in self.alive:
             beat = self._beats.get(client.endpoint)
             if beat is None:
                 continue
             beat.drain(now)
+            if gap:
+                beat.heard = max(beat.heard, now - self.heartbeat_s)
+                beat.progress_at = max(beat.progress_at, now)
+                beat.next_ping = now
             silent = now - beat.heard
             if silent > self.heartbeat_s * self.liveness:
                 self.detected_s[client.endpoint] = silent
