@@ -36,6 +36,16 @@ def _args(argv: list[str]) -> argparse.Namespace:
     what.add_argument("--blend", help="a .blend with autosim bindings to open and serve")
     p.add_argument("--bind", default="tcp://127.0.0.1:5555",
                    help="ZeroMQ endpoint; 127.0.0.1 unless told otherwise; port * = any free")
+    p.add_argument("--connect", metavar="tcp://HOST:PORT",
+                   help="join an optimizer listening here (`autosim optimize --listen`) "
+                   "instead of binding; with --curve this side is the CURVE client "
+                   "(client.key_secret + server.key)")
+    p.add_argument("--heartbeat-s", type=float, default=2.0,
+                   help="with --connect: beat to the optimizer every S seconds (default 2)")
+    p.add_argument("--max-renders", type=int, default=0, metavar="N",
+                   help="exit (status 0) after the request that brings this process to N "
+                   "images, its reply marked `recycle`, so a supervisor starts a fresh one "
+                   "(bounds Blender's memory growth over long runs; 0 = never)")
     p.add_argument("--threads", type=int, default=0, help="Cycles threads (0 = all cores)")
     p.add_argument("--device", default="CPU", choices=("CPU", "AUTO"),
                    help="AUTO uses a GPU compute device when Blender finds one")
@@ -142,8 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     from blender_addon.server import Limits
     from protocol.curve import is_loopback
 
-    if args.curve is None and not is_loopback(args.bind):  # before any scene is built
-        print(f"autosim-serve: refusing to serve {args.bind} without authentication; make "
+    where = args.connect or args.bind
+    if args.curve is None and not is_loopback(where):  # before any scene is built
+        print(f"autosim-serve: refusing to serve {where} without authentication; make "
               f"keys with `autosim keys --out DIR` and pass --curve DIR (or bind 127.0.0.1)",
               file=sys.stderr)
         return 2
@@ -166,9 +177,14 @@ def main(argv: list[str] | None = None) -> int:
                   if blend is not None else f"autosim-serve: {exc}", file=sys.stderr)
             return 2
         scene = backend.scene
-        server = RenderServer(_Interruptible(backend), log=log, limits=limits)
+        server = RenderServer(_Interruptible(backend), log=log, limits=limits,
+                              max_renders=max(args.max_renders, 0))
         try:
-            endpoint = server.bind(args.bind, curve=args.curve)
+            if args.connect:
+                endpoint = server.connect(args.connect, curve=args.curve,
+                                          heartbeat_s=args.heartbeat_s)
+            else:
+                endpoint = server.bind(args.bind, curve=args.curve)
         except OSError as exc:
             print(f"autosim-serve: {exc}", file=sys.stderr)
             return 2

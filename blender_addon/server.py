@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import threading
+import time
 import traceback
 import uuid
 from collections.abc import Callable, Sequence
@@ -21,6 +23,7 @@ from protocol import wire
 from protocol.space import ParameterSpace, SpaceError
 
 SERVER_NAME = "autosim-render-server"
+FEATURE_LEVEL = 2  # protocol v2: ping + heartbeat socket (docs/protocol.md 9); envelope v stays 1
 RETURNABLE = ("image", "mask", "instances", "boxes")
 
 
@@ -75,6 +78,8 @@ class ServerState:
     last_error: str = ""
     shutdown_requested: bool = False
     peers: int = 0  # connected clients (track_peers only)
+    busy: str = ""  # id of the render request in progress ("" when idle)
+    progress: int = 0  # items rendered so far in that request
 
     def new_run(self) -> None:
         """A hello starts a run: the counters and metrics shown for the last one go."""
@@ -93,6 +98,7 @@ class RenderServer:
         on_change: Callable[[ServerState], None] | None = None,
         log: Callable[[str], None] | None = None,
         track_peers: bool = False,
+        max_renders: int = 0,
     ) -> None:
         """track_peers: watch connections (a ZeroMQ socket monitor) so that the optimizer's
         name is cleared when its last connection closes (the GUI's status line)."""
@@ -110,11 +116,21 @@ class RenderServer:
         self.endpoint = ""
         # item ids unique across servers and restarts: this process's random prefix
         self._instance = uuid.uuid4().hex[:12]
+        # recycle: stop after this many images (0: never), so a supervisor starts a fresh one
+        self.max_renders = max_renders
+        self.rendered_total = 0
+        self._heartbeat: _Heartbeat | _HeartbeatOut | None = None
+        self._connected = False
+        self._rejoin = threading.Event()
+        self._started = time.monotonic()
 
     # ---------------------------------------------------------------- socket
-    def bind(self, address: str = "tcp://127.0.0.1:5555", curve: str | None = None) -> str:
+    def bind(self, address: str = "tcp://127.0.0.1:5555", curve: str | None = None,
+             heartbeat: str | None = "auto") -> str:
         """Bind the ROUTER socket; returns the resolved endpoint (ports given as * resolved).
-        curve: a key folder (protocol.curve); required on any non-loopback address."""
+        curve: a key folder (protocol.curve); required on any non-loopback address.
+        heartbeat: where the heartbeat socket binds ("auto": the same host, any free port;
+        None: no heartbeat socket, `ping` is then answered in turn on the main socket only)."""
         import zmq
 
         from protocol import curve as curve_keys
@@ -138,10 +154,61 @@ class RenderServer:
             self.close()
             raise OSError(f"--curve: {exc}") from None
         self.endpoint = self._sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        if heartbeat is not None:
+            hb_address = _heartbeat_address(address) if heartbeat == "auto" else heartbeat
+            try:
+                self._heartbeat = _Heartbeat(self._ctx, hb_address, curve, self.status)
+            except zmq.ZMQError as exc:
+                self.close()
+                raise OSError(f"cannot bind the heartbeat socket to {hb_address}: {exc}") from exc
+            self._heartbeat.start()
         if self.track_peers:
             self._monitor = self._sock.get_monitor_socket(
                 zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED)
         return self.endpoint
+
+    def connect(self, address: str, curve: str | None = None, heartbeat_s: float = 2.0) -> str:
+        """Protocol v2, servers join the optimizer: connect a DEALER to the optimizer's
+        ROUTER (`autosim optimize --listen`), announce this server with `ready`, then serve
+        what arrives over that connection. A heartbeat thread beats on a second connection
+        (its own DEALER); an optimizer that does not know this server (it restarted, or
+        presumed it dead) answers a beat with `rejoin`, and the next step() sends `ready`
+        again. curve: here the render server is the CURVE *client* (client pair + the
+        listener's server.key); required off loopback."""
+        import zmq
+
+        from protocol import curve as curve_keys
+
+        if curve is None and not curve_keys.is_loopback(address):
+            raise OSError(f"refusing to connect to {address} without authentication; make "
+                          f"keys with `autosim keys --out DIR` and pass --curve DIR")
+        self._ctx = zmq.Context()
+        self._sock = self._ctx.socket(zmq.DEALER)
+        self._sock.setsockopt(zmq.LINGER, 0)
+        self._sock.setsockopt(zmq.MAXMSGSIZE, self.limits.max_message_bytes)
+        self._sock.setsockopt(zmq.IDENTITY, self._instance.encode())
+        try:
+            if curve is not None:
+                curve_keys.secure_client(self._sock, curve)
+            self._sock.connect(address)
+        except zmq.ZMQError as exc:
+            self.close()
+            raise OSError(f"cannot connect render server to {address}: {exc}") from exc
+        except curve_keys.KeysError as exc:
+            self.close()
+            raise OSError(f"--curve: {exc}") from None
+        self.endpoint = address
+        self._connected = True
+        self._rejoin = threading.Event()
+        self._rejoin.set()  # the first step() announces this server
+        if heartbeat_s > 0:
+            self._heartbeat = _HeartbeatOut(self._ctx, address, curve, self.status,
+                                            self._instance, heartbeat_s, self._rejoin)
+            self._heartbeat.start()
+        return address
+
+    def _ready_fields(self) -> dict[str, Any]:
+        return {"worker": self._instance, **self._hello_fields()}
 
     def _poll_peers(self) -> None:
         """Count connections; the last one closing means the optimizer left."""
@@ -165,11 +232,18 @@ class RenderServer:
         if self._sock is None:
             raise RuntimeError("RenderServer.step() before bind()")
         self._poll_peers()
+        if self._connected and self._rejoin.is_set():
+            self._rejoin.clear()
+            self._sock.send_multipart([b"", *wire.encode("ready", self._instance,
+                                                         self._ready_fields())])
         for i in range(max_messages):
             if not self._sock.poll(timeout_ms if i == 0 else 0, zmq.POLLIN):
                 break
             raw = self._sock.recv_multipart(copy=True)
-            envelope, frames = _split_envelope(raw)
+            if self._connected:  # DEALER: [b"", *frames] from the optimizer's ROUTER
+                envelope, frames = ([b""], raw[1:]) if raw and raw[0] == b"" else ([], raw)
+            else:
+                envelope, frames = _split_envelope(raw)
             if envelope is None:
                 continue  # not even a routable message
             self._sock.send_multipart(envelope + self.handle(frames))
@@ -182,7 +256,22 @@ class RenderServer:
         while self.step(timeout_ms=poll_ms):
             pass
 
+    @property
+    def heartbeat_endpoint(self) -> str:
+        return self._heartbeat.endpoint if self._heartbeat is not None else ""
+
+    def status(self) -> dict[str, Any]:
+        """The `pong` fields; read by the heartbeat thread too (plain attribute reads)."""
+        st = self.state
+        return {"busy": bool(st.busy), "request": st.busy, "progress": st.progress,
+                "images": st.images,
+                "generation": st.generation, "instance": self._instance,
+                "uptime_s": round(time.monotonic() - self._started, 3)}
+
     def close(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
+            self._heartbeat = None
         if self._auth is not None:
             self._auth.stop()
             self._auth = None
@@ -238,6 +327,9 @@ class RenderServer:
         if client:
             self.state.client = str(client)[:200]
         self._changed()
+        return self._hello_fields()
+
+    def _hello_fields(self) -> dict[str, Any]:
         return {
             "protocol": wire.PROTOCOL_VERSION,
             "server": SERVER_NAME,
@@ -245,6 +337,8 @@ class RenderServer:
             "scene": self.backend.scene,
             "classes": list(self.backend.classes),
             **self._params_fields(),
+            "feature_level": FEATURE_LEVEL,
+            **({"heartbeat": self.heartbeat_endpoint} if self._heartbeat is not None else {}),
             **({"description": desc.to_dict()}
                if (desc := getattr(self.backend, "description", None)) is not None else {}),
         }
@@ -280,7 +374,17 @@ class RenderServer:
         self.state.shutdown_requested = True
         return {}
 
+    def _on_ping(self, msg: wire.Message) -> dict[str, Any]:
+        return self.status()
+
     def _on_render(self, msg: wire.Message) -> dict[str, Any]:
+        self.state.busy, self.state.progress = msg.id or "-", 0
+        try:
+            return self._render(msg)
+        finally:
+            self.state.busy = ""
+
+    def _render(self, msg: wire.Message) -> dict[str, Any]:
         f = msg.fields
         lim = self.limits
         width = _int_in(f, "width", lim.default_width, 1, lim.max_side)
@@ -344,9 +448,143 @@ class RenderServer:
             if "boxes" in wanted:
                 item["classes"] = result.classes
             items.append(item)
+            self.state.progress += 1
         self.state.images += n
+        self.rendered_total += n
         self._changed()
-        return {"generation": self.state.generation, "items": items}
+        out: dict[str, Any] = {"generation": self.state.generation, "items": items}
+        if self.max_renders and self.rendered_total >= self.max_renders:
+            out["recycle"] = True  # protocol v2: this server stops after this reply
+            self.state.shutdown_requested = True
+            self.log(f"recycling: {self.rendered_total} images rendered (--max-renders "
+                     f"{self.max_renders})")
+        return out
+
+
+class _Heartbeat(threading.Thread):
+    """Answers `ping` with `pong` on its own ROUTER socket, from a thread that shares nothing
+    with the backend (bpy): the main thread renders synchronously, so a ping queued on the
+    main socket would wait for the render; this one answers while Cycles renders (Blender
+    releases the GIL then, measured). A SIGKILLed or SIGSTOPped process answers nothing."""
+
+    def __init__(self, ctx, address: str, curve: str | None,
+                 status: Callable[[], dict[str, Any]]) -> None:
+        import zmq
+
+        super().__init__(name="autosim-heartbeat", daemon=True)
+        self._status = status
+        self._stop_flag = False
+        self._sock = ctx.socket(zmq.ROUTER)  # made here, used only by the thread after start
+        self._sock.setsockopt(zmq.LINGER, 0)
+        self._sock.setsockopt(zmq.MAXMSGSIZE, 64 * 1024)
+        if curve is not None:  # the same keys; the context's authenticator admits the same
+            from protocol.curve import server_keys  # clients
+
+            server_keys(self._sock, curve)
+        try:
+            self._sock.bind(address)
+        except zmq.ZMQError:
+            self._sock.close(0)
+            raise
+        self.endpoint = self._sock.getsockopt_string(zmq.LAST_ENDPOINT)
+
+    def run(self) -> None:
+        import zmq
+
+        try:
+            while not self._stop_flag:
+                if not self._sock.poll(100, zmq.POLLIN):
+                    continue
+                envelope, frames = _split_envelope(self._sock.recv_multipart())
+                if envelope is None:
+                    continue
+                try:
+                    msg = wire.decode(frames, max_bytes=64 * 1024, expect_request=True)
+                    if msg.type != "ping":
+                        raise RequestError("bad_value", f"the heartbeat socket answers only "
+                                                        f"ping, not {msg.type!r}")
+                    out = wire.reply(msg, self._status())
+                except wire.ProtocolError as exc:
+                    out = wire.error_reply(exc.request_id, exc.code, str(exc))
+                except RequestError as exc:
+                    out = wire.error_reply(msg.id, exc.code, exc.message)
+                self._sock.send_multipart(envelope + out)
+        except zmq.ZMQError:
+            pass  # the context is going away
+        finally:
+            self._sock.close(0)
+
+    def stop(self) -> None:
+        self._stop_flag = True
+        self.join(timeout=2.0)
+
+
+class _HeartbeatOut(threading.Thread):
+    """Connect mode: beats `heartbeat` (with the pong fields) to the optimizer's ROUTER every
+    heartbeat_s on its own DEALER; a `rejoin` answer sets the event the main loop watches."""
+
+    def __init__(self, ctx, address: str, curve: str | None,
+                 status: Callable[[], dict[str, Any]], worker: str, heartbeat_s: float,
+                 rejoin: threading.Event) -> None:
+        import zmq
+
+        super().__init__(name="autosim-heartbeat", daemon=True)
+        self._status, self._worker, self._every, self._rejoin = status, worker, heartbeat_s, rejoin
+        self._stop_flag = False
+        self._sock = ctx.socket(zmq.DEALER)
+        self._sock.setsockopt(zmq.LINGER, 0)
+        self._sock.setsockopt(zmq.SNDHWM, 4)
+        self._sock.setsockopt(zmq.IDENTITY, f"{worker}.heartbeat".encode())
+        if curve is not None:
+            from protocol.curve import secure_client
+
+            secure_client(self._sock, curve)
+        self._sock.connect(address)
+        self.endpoint = address
+
+    def run(self) -> None:
+        import zmq
+
+        beats = itertools.count()
+        next_beat = 0.0
+        try:
+            while not self._stop_flag:
+                now = time.monotonic()
+                if now >= next_beat:
+                    fields = {"worker": self._worker, **self._status()}
+                    try:
+                        self._sock.send_multipart(
+                            [b"", *wire.encode("heartbeat", f"b{next(beats)}", fields)],
+                            zmq.NOBLOCK)
+                    except zmq.Again:
+                        pass
+                    next_beat = now + self._every
+                if self._sock.poll(min(100, int(self._every * 1000)), zmq.POLLIN):
+                    raw = self._sock.recv_multipart()
+                    try:
+                        msg = wire.decode(raw[1:] if raw and raw[0] == b"" else raw,
+                                          max_bytes=64 * 1024)
+                    except wire.ProtocolError:
+                        continue
+                    if msg.fields.get("rejoin"):
+                        self._rejoin.set()
+        except zmq.ZMQError:
+            pass
+        finally:
+            self._sock.close(0)
+
+    def stop(self) -> None:
+        self._stop_flag = True
+        self.join(timeout=2.0)
+
+
+def _heartbeat_address(address: str) -> str:
+    """The heartbeat socket's address for a main socket's: same host, any free port."""
+    if address.startswith("tcp://"):
+        return address.rsplit(":", 1)[0] + ":*"
+    if address.startswith("ipc://"):
+        return address + ".heartbeat"
+    return address + "-heartbeat"  # inproc
 
 
 def _int_in(fields: dict, key: str, default: int, low: int, high: int) -> int:

@@ -28,7 +28,15 @@ def _servers_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=0,
                    help="Cycles threads per local server (0 = all cores)")
     p.add_argument("--timeout", type=float, default=120.0, metavar="S",
-                   help="seconds to wait for a render server before giving up (default 120)")
+                   help="seconds to wait for a render server before giving up (default 120); "
+                   "with heartbeats: for its next finished image")
+    p.add_argument("--listen", metavar="tcp://ADDR:PORT",
+                   help="let render servers join (`autosim serve --connect`) at any time, "
+                   "instead of --server; off loopback it needs --curve (this side is then the "
+                   "CURVE server: server.key_secret + authorized/)")
+    p.add_argument("--heartbeat-s", type=float, default=2.0, metavar="S",
+                   help="ping render servers every S seconds; 3 missed in a row (a killed or "
+                   "hung server) drop it and its work goes to the others (default 2; 0 = off)")
     p.add_argument("--curve", metavar="DIR", help="CURVE key folder (`autosim keys`) to "
                    "authenticate to --server render servers (local ones use it too)")
 
@@ -185,6 +193,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--scene", default="clevr")
     serve.add_argument("--blend", help="serve this .blend's autosim bindings (not --scene)")
     serve.add_argument("--bind", default="tcp://127.0.0.1:5555")
+    serve.add_argument("--connect", metavar="tcp://HOST:PORT",
+                       help="join an optimizer's --listen address instead of binding")
+    serve.add_argument("--heartbeat-s", type=float, default=2.0,
+                       help="with --connect: beat to the optimizer every S seconds")
+    serve.add_argument("--max-renders", type=int, default=0, metavar="N",
+                       help="exit after N images so a supervisor restarts a fresh process")
     serve.add_argument("--threads", type=int, default=0)
     serve.add_argument("--params")
     serve.add_argument("--curve", metavar="DIR", help="CURVE key folder (`autosim keys`): "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -55,8 +56,27 @@ def open_simulator(args: argparse.Namespace, scene: str,
     curve = getattr(args, "curve", None)
     if curve is not None and not Path(curve).is_dir():
         raise CliError(f"--curve {curve}: no such key folder (make one with autosim keys)")
+    if getattr(args, "listen", None):
+        if args.server:
+            raise CliError("--listen and --server: choose one (servers join a --listen "
+                           "address with `autosim serve --connect`)")
+        from optimizer.simulators.farm import FarmSimulator
+
+        print(f"autosim: waiting for render servers on {args.listen} (`autosim serve "
+              f"--connect {args.listen}`)", file=sys.stderr, flush=True)
+        try:
+            farm = FarmSimulator(args.listen, curve=curve, timeout_s=args.timeout,
+                                 heartbeat_s=_heartbeat(args) or 2.0,
+                                 join_timeout_s=args.timeout)
+        except OSError as exc:
+            raise CliError(f"--listen: {exc}") from None
+        with farm as sim:
+            if scene != BLEND and sim.scene != scene:
+                raise CliError(f"joined server(s) serve scene {sim.scene!r}, not {scene!r}")
+            yield sim
+        return
     if args.server:
-        with _remote(args.server, args.timeout, curve) as sim:
+        with _remote(args.server, args.timeout, curve, _heartbeat(args)) as sim:
             if scene != BLEND and sim.scene != scene:
                 raise CliError(f"server(s) {args.server} serve scene {sim.scene!r}, not {scene!r}")
             yield sim
@@ -67,15 +87,24 @@ def open_simulator(args: argparse.Namespace, scene: str,
         raise CliError(f"--local-servers must be at least 1, got {args.local_servers}")
     with LocalServers(scene, args.local_servers, threads=args.threads,
                       blend=blend, curve=curve) as endpoints:
-        with _remote(endpoints, args.timeout, curve) as sim:
+        with _remote(endpoints, args.timeout, curve, _heartbeat(args)) as sim:
             yield sim
 
 
-def _remote(endpoints: list[str], timeout_s: float, curve: str | None) -> RemoteSimulator:
+def _heartbeat(args: argparse.Namespace) -> float:
+    heartbeat_s = float(getattr(args, "heartbeat_s", 2.0))
+    if not heartbeat_s >= 0:
+        raise CliError(f"--heartbeat-s must be >= 0, got {heartbeat_s}")
+    return heartbeat_s
+
+
+def _remote(endpoints: list[str], timeout_s: float, curve: str | None,
+            heartbeat_s: float = 2.0) -> RemoteSimulator:
     from protocol.curve import KeysError
 
     try:
-        return RemoteSimulator(endpoints, timeout_s=timeout_s, curve=curve)
+        return RemoteSimulator(endpoints, timeout_s=timeout_s, curve=curve,
+                               heartbeat_s=heartbeat_s)
     except KeysError as exc:
         raise CliError(f"--curve: {exc}") from None
 
@@ -122,6 +151,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     argv = (["--blend", blend] if blend else ["--scene", args.scene]) + [
         "--bind", args.bind, "--threads", str(args.threads),
         "--max-message-mb", str(args.max_message_mb)]
+    if getattr(args, "connect", None):
+        argv += ["--connect", args.connect, "--heartbeat-s", str(args.heartbeat_s)]
+    if getattr(args, "max_renders", 0):
+        argv += ["--max-renders", str(args.max_renders)]
     if args.curve:
         argv += ["--curve", args.curve]
     if args.params:

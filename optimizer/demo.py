@@ -51,6 +51,9 @@ def run_demo(args: argparse.Namespace) -> int:
         raise CliError(f"{run_dir} already holds a demo run: pass another --out")
     print("autosim demo: AutoSimulate (quadratic approximation) on the clevr scene "
           "(segmentation, UNet, mIoU)", flush=True)
+    if getattr(args, "listen", None):
+        raise CliError("demo takes --server or local servers, not --listen (use "
+                       "`autosim optimize --listen`)")
     curve = getattr(args, "curve", None)
     from optimizer.publish import check
 

@@ -79,17 +79,23 @@ def secure_server(sock: Any, context: Any, keys: str | os.PathLike[str]) -> Any:
     from zmq.auth.thread import ThreadAuthenticator
 
     root = Path(keys)
-    public, secret = _load(root / f"{SERVER}.key_secret", secret=True)
     allowed = root / AUTHORIZED
+    server_keys(sock, root)
     if not allowed.is_dir() or not any(allowed.glob("*.key")):
         raise KeysError(f"{allowed}: no authorized client keys (*.key)")
     auth = ThreadAuthenticator(context)
     auth.start()
     auth.configure_curve(domain="*", location=str(allowed))
+    return auth
+
+
+def server_keys(sock: Any, keys: str | os.PathLike[str]) -> None:
+    """Make a socket a CURVE server with the folder's server pair; the authenticator already
+    running in its context (secure_server) decides which clients it admits."""
+    public, secret = _load(Path(keys) / f"{SERVER}.key_secret", secret=True)
     sock.curve_secretkey = secret
     sock.curve_publickey = public
     sock.curve_server = True
-    return auth
 
 
 def secure_client(sock: Any, keys: str | os.PathLike[str]) -> None:

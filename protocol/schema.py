@@ -31,7 +31,7 @@ from protocol.errors import (
     _short,
 )
 
-REQUEST_TYPES = ("hello", "get_params", "set_params", "render", "shutdown")
+REQUEST_TYPES = ("hello", "get_params", "set_params", "render", "shutdown", "ping")
 RETURN_KINDS = ("image", "mask", "instances", "boxes")
 
 
@@ -137,6 +137,7 @@ REQUEST_FIELDS: dict[str, dict[str, Any]] = {
                "width": _positive, "height": _positive, "return": _check_return,
                "generation": _check_int},
     "shutdown": {},
+    "ping": {},  # protocol v2 (heartbeat); docs/protocol.md
 }
 REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {"set_params": ("psi",)}
 

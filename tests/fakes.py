@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-import torch
 
 from optimizer.simulators.toy import ToySimulator
 from protocol.space import ParameterSpace
@@ -79,6 +78,8 @@ class PoisonedToy(ToySimulator):
 
 def toy_context(sim=None, seed: int = 0, val_n: int = 500):
     """A Context over the toy simulator, on the CPU; also the list publish_fn appends to."""
+    import torch  # here, so that fake render-server processes start without torch
+
     from optimizer.algorithms import Context
     from optimizer.simulators.toy import sample_real
     from optimizer.tasks.classifier import ClassifierTask

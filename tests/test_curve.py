@@ -118,6 +118,16 @@ def test_local_bpy_servers_and_the_optimizer_speak_curve(keys, tmp_path):
             batch = sim.render(sim.space.sample(2, __import__("numpy").random.default_rng(0)),
                                16, 16)
             assert batch.images.shape == (2, 16, 16, 3)
+            # the heartbeat socket speaks CURVE too: pongs are heard
+            beat = sim._beats[eps[0]]
+            beat.heard = 0.0
+            beat.ping()
+            for _ in range(100):
+                beat.drain(1.0)
+                if beat.heard:
+                    break
+                __import__("time").sleep(0.05)
+            assert beat.heard == 1.0
         plain = RenderClient(eps[0], timeout_s=1.5)
         with pytest.raises(ServerUnavailable):
             plain.request("hello", {})
