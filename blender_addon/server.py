@@ -22,6 +22,8 @@ import numpy as np
 from protocol import wire
 from protocol.space import ParameterSpace, SpaceError
 
+from .heartbeat import Heartbeat, HeartbeatOut, heartbeat_address, split_envelope
+
 SERVER_NAME = "autosim-render-server"
 FEATURE_LEVEL = 2  # protocol v2: ping + heartbeat socket (docs/protocol.md 9); envelope v stays 1
 RETURNABLE = ("image", "mask", "instances", "boxes")
@@ -119,7 +121,7 @@ class RenderServer:
         # recycle: stop after this many images (0: never), so a supervisor starts a fresh one
         self.max_renders = max_renders
         self.rendered_total = 0
-        self._heartbeat: _Heartbeat | _HeartbeatOut | None = None
+        self._heartbeat: Heartbeat | HeartbeatOut | None = None
         self._connected = False
         self._rejoin = threading.Event()
         self._started = time.monotonic()
@@ -155,9 +157,9 @@ class RenderServer:
             raise OSError(f"--curve: {exc}") from None
         self.endpoint = self._sock.getsockopt_string(zmq.LAST_ENDPOINT)
         if heartbeat is not None:
-            hb_address = _heartbeat_address(address) if heartbeat == "auto" else heartbeat
+            hb_address = heartbeat_address(address) if heartbeat == "auto" else heartbeat
             try:
-                self._heartbeat = _Heartbeat(self._ctx, hb_address, curve, self.status)
+                self._heartbeat = Heartbeat(self._ctx, hb_address, curve, self.status)
             except zmq.ZMQError as exc:
                 self.close()
                 raise OSError(f"cannot bind the heartbeat socket to {hb_address}: {exc}") from exc
@@ -202,7 +204,7 @@ class RenderServer:
         self._rejoin = threading.Event()
         self._rejoin.set()  # the first step() announces this server
         if heartbeat_s > 0:
-            self._heartbeat = _HeartbeatOut(self._ctx, address, curve, self.status,
+            self._heartbeat = HeartbeatOut(self._ctx, address, curve, self.status,
                                             self._instance, heartbeat_s, self._rejoin)
             self._heartbeat.start()
         return address
@@ -243,7 +245,7 @@ class RenderServer:
             if self._connected:  # DEALER: [b"", *frames] from the optimizer's ROUTER
                 envelope, frames = ([b""], raw[1:]) if raw and raw[0] == b"" else ([], raw)
             else:
-                envelope, frames = _split_envelope(raw)
+                envelope, frames = split_envelope(raw)
             if envelope is None:
                 continue  # not even a routable message
             self._sock.send_multipart(envelope + self.handle(frames))
@@ -461,144 +463,9 @@ class RenderServer:
         return out
 
 
-class _Heartbeat(threading.Thread):
-    """Answers `ping` with `pong` on its own ROUTER socket, from a thread that shares nothing
-    with the backend (bpy): the main thread renders synchronously, so a ping queued on the
-    main socket would wait for the render; this one answers while Cycles renders (Blender
-    releases the GIL then, measured). A SIGKILLed or SIGSTOPped process answers nothing."""
-
-    def __init__(self, ctx, address: str, curve: str | None,
-                 status: Callable[[], dict[str, Any]]) -> None:
-        import zmq
-
-        super().__init__(name="autosim-heartbeat", daemon=True)
-        self._status = status
-        self._stop_flag = False
-        self._sock = ctx.socket(zmq.ROUTER)  # made here, used only by the thread after start
-        self._sock.setsockopt(zmq.LINGER, 0)
-        self._sock.setsockopt(zmq.MAXMSGSIZE, 64 * 1024)
-        if curve is not None:  # the same keys; the context's authenticator admits the same
-            from protocol.curve import server_keys  # clients
-
-            server_keys(self._sock, curve)
-        try:
-            self._sock.bind(address)
-        except zmq.ZMQError:
-            self._sock.close(0)
-            raise
-        self.endpoint = self._sock.getsockopt_string(zmq.LAST_ENDPOINT)
-
-    def run(self) -> None:
-        import zmq
-
-        try:
-            while not self._stop_flag:
-                if not self._sock.poll(100, zmq.POLLIN):
-                    continue
-                envelope, frames = _split_envelope(self._sock.recv_multipart())
-                if envelope is None:
-                    continue
-                try:
-                    msg = wire.decode(frames, max_bytes=64 * 1024, expect_request=True)
-                    if msg.type != "ping":
-                        raise RequestError("bad_value", f"the heartbeat socket answers only "
-                                                        f"ping, not {msg.type!r}")
-                    out = wire.reply(msg, self._status())
-                except wire.ProtocolError as exc:
-                    out = wire.error_reply(exc.request_id, exc.code, str(exc))
-                except RequestError as exc:
-                    out = wire.error_reply(msg.id, exc.code, exc.message)
-                self._sock.send_multipart(envelope + out)
-        except zmq.ZMQError:
-            pass  # the context is going away
-        finally:
-            self._sock.close(0)
-
-    def stop(self) -> None:
-        self._stop_flag = True
-        self.join(timeout=2.0)
-
-
-class _HeartbeatOut(threading.Thread):
-    """Connect mode: beats `heartbeat` (with the pong fields) to the optimizer's ROUTER every
-    heartbeat_s on its own DEALER; a `rejoin` answer sets the event the main loop watches."""
-
-    def __init__(self, ctx, address: str, curve: str | None,
-                 status: Callable[[], dict[str, Any]], worker: str, heartbeat_s: float,
-                 rejoin: threading.Event) -> None:
-        import zmq
-
-        super().__init__(name="autosim-heartbeat", daemon=True)
-        self._status, self._worker, self._every, self._rejoin = status, worker, heartbeat_s, rejoin
-        self._stop_flag = False
-        self._sock = ctx.socket(zmq.DEALER)
-        self._sock.setsockopt(zmq.LINGER, 0)
-        self._sock.setsockopt(zmq.SNDHWM, 4)
-        self._sock.setsockopt(zmq.IDENTITY, f"{worker}.heartbeat".encode())
-        if curve is not None:
-            from protocol.curve import secure_client
-
-            secure_client(self._sock, curve)
-        self._sock.connect(address)
-        self.endpoint = address
-
-    def run(self) -> None:
-        import zmq
-
-        beats = itertools.count()
-        next_beat = 0.0
-        try:
-            while not self._stop_flag:
-                now = time.monotonic()
-                if now >= next_beat:
-                    fields = {"worker": self._worker, **self._status()}
-                    try:
-                        self._sock.send_multipart(
-                            [b"", *wire.encode("heartbeat", f"b{next(beats)}", fields)],
-                            zmq.NOBLOCK)
-                    except zmq.Again:
-                        pass
-                    next_beat = now + self._every
-                if self._sock.poll(min(100, int(self._every * 1000)), zmq.POLLIN):
-                    raw = self._sock.recv_multipart()
-                    try:
-                        msg = wire.decode(raw[1:] if raw and raw[0] == b"" else raw,
-                                          max_bytes=64 * 1024)
-                    except wire.ProtocolError:
-                        continue
-                    if msg.fields.get("rejoin"):
-                        self._rejoin.set()
-        except zmq.ZMQError:
-            pass
-        finally:
-            self._sock.close(0)
-
-    def stop(self) -> None:
-        self._stop_flag = True
-        self.join(timeout=2.0)
-
-
-def _heartbeat_address(address: str) -> str:
-    """The heartbeat socket's address for a main socket's: same host, any free port."""
-    if address.startswith("tcp://"):
-        return address.rsplit(":", 1)[0] + ":*"
-    if address.startswith("ipc://"):
-        return address + ".heartbeat"
-    return address + "-heartbeat"  # inproc
-
-
 def _int_in(fields: dict, key: str, default: int, low: int, high: int) -> int:
     value = fields.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise RequestError("bad_value",
                            f"{key}: must be an integer in [{low}, {high}], got {value!r}")
     return value
-
-
-def _split_envelope(raw: list[bytes]) -> tuple[list[bytes] | None, list[bytes]]:
-    """ROUTER frames: [identity, (b"" delimiter,) *payload]; REQ peers always send the delimiter."""
-    if len(raw) < 2:
-        return None, []
-    if raw[1] == b"":
-        return raw[:2], raw[2:]
-    return raw[:1], raw[1:]
