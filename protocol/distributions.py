@@ -6,6 +6,7 @@ together. numpy + stdlib only: this module also runs inside Blender's bundled Py
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import statistics
@@ -59,6 +60,17 @@ _PPF = np.vectorize(statistics.NormalDist().inv_cdf, otypes=[np.float64])
 def _std_normal_ppf(u: np.ndarray) -> np.ndarray:
     """Standard normal inverse CDF (stdlib: no scipy inside Blender)."""
     return _PPF(np.clip(u, 1e-300, 1.0 - 1e-16))
+
+
+def strict_json_loads(text: str | bytes, error: type[ValueError]) -> Any:
+    """json.loads that refuses NaN/Infinity literals; malformed JSON and those raise `error`."""
+    def reject(const: str) -> None:
+        raise error(f"json: {const} is not allowed (numbers must be finite)")
+
+    try:
+        return json.loads(text, parse_constant=reject)
+    except (json.JSONDecodeError, TypeError, UnicodeDecodeError) as e:
+        raise error(f"json: invalid JSON: {e}") from None
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from protocol.bindings import Binding, SceneError, check_latent
-from protocol.distributions import _known
+from protocol.distributions import _known, strict_json_loads
 from protocol.space import ParameterSpace
 
 FORMAT = "autosim.scene"
@@ -178,14 +178,7 @@ class SceneDescription:
     @classmethod
     def from_json(cls, text: str | bytes) -> SceneDescription:
         """Parse and validate; malformed JSON and NaN/Infinity raise SceneError."""
-        def reject(const: str) -> None:
-            raise SceneError(f"json: {const} is not allowed (numbers must be finite)")
-
-        try:
-            d = json.loads(text, parse_constant=reject)
-        except (json.JSONDecodeError, TypeError, UnicodeDecodeError) as e:
-            raise SceneError(f"json: invalid JSON: {e}") from None
-        return cls.from_dict(d)
+        return cls.from_dict(strict_json_loads(text, SceneError))
 
 
 def load(path: str | os.PathLike[str]) -> SceneDescription:

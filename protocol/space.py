@@ -27,6 +27,7 @@ from protocol.distributions import (  # noqa: F401  (re-exported: the public API
     _num,
     _param_from_dict,
     _vec,
+    strict_json_loads,
 )
 
 FORMAT = "autosim.space"
@@ -374,11 +375,4 @@ class ParameterSpace:
     @classmethod
     def from_json(cls, text: str | bytes) -> ParameterSpace:
         """Parse and validate; NaN/Infinity literals and malformed JSON raise SpaceError."""
-        def reject(const: str) -> None:
-            raise SpaceError(f"json: {const} is not allowed (numbers must be finite)")
-
-        try:
-            d = json.loads(text, parse_constant=reject)
-        except (json.JSONDecodeError, TypeError, UnicodeDecodeError) as e:
-            raise SpaceError(f"json: invalid JSON: {e}") from None
-        return cls.from_dict(d)
+        return cls.from_dict(strict_json_loads(text, SpaceError))
