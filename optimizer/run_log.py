@@ -13,6 +13,7 @@ On resume the writer purges events past the checkpoint, so the run has no duplic
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -50,18 +51,11 @@ def psi_scalars(space: ParameterSpace) -> dict[str, float]:
 
 
 def choice_grid(choices: tuple[str, ...], probs: np.ndarray) -> np.ndarray | None:
-    """(rows, cols) probabilities when every choice is 'a_b_..' with the same number of parts
-    and the choices are the full product of the parts' values (rows: the first part)."""
-    parts = [c.split("_") for c in choices]
-    if len(parts[0]) < 2 or any(len(p) != len(parts[0]) for p in parts):
-        return None
-    levels = [list(dict.fromkeys(p[i] for p in parts)) for i in range(len(parts[0]))]
-    if math.prod(len(v) for v in levels) != len(choices):
-        return None
-    grid = np.zeros([len(v) for v in levels])
-    for p, prob in zip(parts, probs):
-        grid[tuple(levels[i].index(x) for i, x in enumerate(p))] = prob
-    return grid.reshape(len(levels[0]), -1)
+    """A product categorical's probabilities as a grid (report.product_grid), else None."""
+    from optimizer.report import product_grid
+
+    grid = product_grid(choices, probs)
+    return None if grid is None else grid[0]
 
 
 def batch_grid(inputs: torch.Tensor, targets: torch.Tensor, n: int = 8) -> torch.Tensor | None:
@@ -83,6 +77,19 @@ def batch_grid(inputs: torch.Tensor, targets: torch.Tensor, n: int = 8) -> torch
     return make_grid(torch.cat([images, masks]), nrow=len(images), padding=1)
 
 
+def _after_existing_files(run_dir: Path) -> None:
+    """TensorBoard reads a folder's event files in name order, and a name is
+    events.out.tfevents.<whole seconds>.<host>.<pid>.<counter>: a resumed writer opened in the
+    same second as the one before can sort first (counter 10 < 9), and its purge would then be
+    read before the events it purges. Wait (at most a second) until the new name sorts last."""
+    newest = max((int(f.name.split(".")[3]) for f in run_dir.glob("events.out.tfevents.*")
+                  if f.name.split(".")[3].isdigit()), default=None)
+    if newest is not None:
+        delay = newest + 1 - time.time()
+        if delay > 0:
+            time.sleep(min(delay, 1.0))
+
+
 class RunLogger:
     """One SummaryWriter per run folder; `log(record, space, batch)` per iteration."""
 
@@ -90,6 +97,8 @@ class RunLogger:
                  purge_step: int | None = None) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
+        if purge_step is not None:
+            _after_existing_files(Path(run_dir))
         self.writer = SummaryWriter(str(run_dir), purge_step=purge_step)
         self.metric_name = metric_name or "metric"
         self.image_every = max(int(image_every), 1)

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from optimizer.algorithms import get
+from optimizer.report import product_grid
 from optimizer.run import CHECKPOINT, Runner, read_metrics
 from optimizer.run_log import RunLogger, batch_grid, choice_grid, psi_scalars
 from optimizer.tasks.base import TaskData
@@ -71,7 +72,11 @@ def test_psi_scalars_and_choice_grid_by_hand():
     grid = choice_grid(("L0_P0_low", "L0_P0_high", "L0_P1_low", "L0_P1_high",
                         "L1_P0_low", "L1_P0_high", "L1_P1_low", "L1_P1_high"),
                        np.arange(8) / 28)
-    np.testing.assert_allclose(grid, np.arange(8).reshape(2, 4) / 28)
+    np.testing.assert_allclose(grid, np.arange(8).reshape(4, 2) / 28)  # quality across
+    choices = [f"L{a}_P{b}_{q}" for a in range(3) for b in range(9) for q in ("low", "high")]
+    grid, rows, cols = product_grid(choices, np.arange(54))
+    assert cols == [f"P{b}" for b in range(9)] and rows[:3] == ["L0_low", "L0_high", "L1_low"]
+    assert grid[rows.index("L2_high"), cols.index("P4")] == choices.index("L2_P4_high")
     assert choice_grid(("a", "b"), np.array([0.5, 0.5])) is None
     assert choice_grid(("x_1", "x_2", "y_1"), np.ones(3) / 3) is None  # not a full product
 
@@ -98,3 +103,20 @@ def test_batch_images_for_masks_and_boxes(tmp_path):
     assert acc.Scalars("val/mIoU")[0].value == 0.25 and acc.Scalars("val/mIoU")[0].step == 3
     img = acc.Images("psi/cfg/grid")[0]
     assert (img.height, img.width) == (32, 32)  # 2 x 2 choices, 16 px each
+
+
+def test_a_resumed_writer_sorts_after_the_files_before_it(tmp_path):
+    # TensorBoard reads event files in name order; a writer opened in the same second as the
+    # one before it could sort first (its counter 10 < 9) and its purge be read too early.
+    import socket
+    import time
+
+    RunLogger(tmp_path, "accuracy").writer.close()
+    # a file of this very second whose counter sorts after any the next writer gets
+    (tmp_path / f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}.zz.zz"
+     ).write_bytes(b"")
+    for _ in range(3):
+        before = set(tmp_path.glob("events.out.tfevents.*"))
+        RunLogger(tmp_path, "accuracy", purge_step=1).writer.close()
+        (new,) = set(tmp_path.glob("events.out.tfevents.*")) - before
+        assert sorted(tmp_path.glob("events.out.tfevents.*"))[-1] == new
