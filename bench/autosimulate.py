@@ -33,8 +33,8 @@ os.environ.setdefault("BLENDER_USER_RESOURCES", tempfile.mkdtemp(prefix="autosim
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from blender_addon.scenes import defaults as scene_defaults  # noqa: E402
 from optimizer.algorithms import Context, get  # noqa: E402
-from optimizer.optimize import SCENE_DEFAULTS  # noqa: E402
 from optimizer.run import resolve_device  # noqa: E402
 from optimizer.simulators.local_servers import LocalServers  # noqa: E402
 from optimizer.simulators.remote import RemoteSimulator  # noqa: E402
@@ -89,8 +89,8 @@ def overhead_table(device: torch.device, iters: int, threads: int) -> list[dict]
                 {"approx": "quadratic", "hessian": "all"},
                 {"approx": "approx_quadratic", "hessian": "head"},
                 {"approx": "linear", "hessian": "head"}, {"approx": "no_val", "hessian": "head"}]
-    return replayed_overhead("clevr", lambda: SegmentationTask(4),
-                             SCENE_DEFAULTS["clevr"]["autosimulate"], variants, device, iters,
+    own = scene_defaults("clevr").method_options("autosimulate")
+    return replayed_overhead("clevr", lambda: SegmentationTask(4), own, variants, device, iters,
                              threads)
 
 

@@ -24,7 +24,7 @@ import torch  # noqa: E402
 from autosimulate import replayed_overhead  # noqa: E402  (bench/ is on sys.path as a script)
 
 from blender_addon.scenes import classes  # noqa: E402
-from optimizer.optimize import SCENE_DEFAULTS  # noqa: E402
+from blender_addon.scenes import defaults as scene_defaults  # noqa: E402
 from optimizer.run import resolve_device  # noqa: E402
 from optimizer.tasks.detection import DetectionTask  # noqa: E402
 
@@ -64,7 +64,8 @@ def main() -> int:
         return DetectionTask(len(names), model=model, freeze=freeze, names=names)
 
     models = [m.strip() for m in args.models.split(",") if m.strip()]
-    defaults = {**SCENE_DEFAULTS["placement"]["autosimulate"], "warmup": 0}  # time every step
+    # time every step: no warm-up
+    defaults = {**scene_defaults("placement").method_options("autosimulate"), "warmup": 0}
     rows = replayed_overhead("placement", make_task, defaults, variants(models), device,
                              args.iters, args.threads)
     print(f"\nhypergradient overhead per iteration, placement defaults (K=16, epsilon=5, 64 px), "

@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from optimizer.commands import render_dataset
 from optimizer.data import load_image_set
+from optimizer.dataset_render import render_dataset
 from optimizer.hypergrad import CGSettings, hypergradient
 from optimizer.judge import Judge, mean_std
 from optimizer.simulators.local_servers import LocalServers
@@ -130,9 +130,10 @@ def main() -> None:
             for kind, n, seed in (("val", 48, 10_000), ("test", 96, 20_000)):
                 render_dataset(sim, target, n, seed, SIZE, work / name / kind)
                 sets[kind] = task.to_data(load_image_set(work / name / kind), "cpu")
-            judge = Judge.for_scene("clevr", task=task, space=start, test=sets["test"],
-                                    render=lambda lat: sim.render(lat, SIZE, SIZE),
-                                    device=torch.device("cpu"))
+            judge = Judge.from_protocol(sim.defaults.judge_protocol(), task=task, space=start,
+                                        test=sets["test"],
+                                        render=lambda lat: sim.render(lat, SIZE, SIZE),
+                                        device=torch.device("cpu"))
             # theta near theta*(start): the judge's own training on the start distribution
             latents = start.sample(judge.train_n, np.random.default_rng(5))
             data = TaskData.cat([task.to_data(sim.render(latents[i:i + 64], SIZE, SIZE), "cpu")

@@ -33,9 +33,9 @@ from protocol.distributions import _known
 from protocol.scene import SceneDescription
 from protocol.space import ParameterSpace
 
+from .handle import SceneHandle
 from .object_classes import CLASS_PROPERTY, Label, object_labels
 from .render import assign
-from .scenes import SceneHandle
 from .targets import Plan, Resolved, copy_value, fail
 
 __all__ = ["CLASS_PROPERTY", "TEXT_NAME", "BlendScene", "BoundScene", "read", "resolve",

@@ -97,10 +97,8 @@ def remove_previous() -> None:
 
 
 def build_example(name: str, window: Any = None) -> SceneHandle:
-    """Build example `name` into a new scene (named after it) and show that scene."""
-    from .live import stop_server
-
-    stop_server()
+    """Build example `name` into a new scene (named after it) and show that scene (the caller
+    stops a running server first: it serves the scene being replaced)."""
     load(name)  # an unknown name fails here, before anything changes
     wm = bpy.context.window_manager
     window = window or bpy.context.window or (wm.windows[0] if wm and wm.windows else None)

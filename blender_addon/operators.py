@@ -35,6 +35,7 @@ _ERRORS = (RuntimeError, OSError, ImportError, ValueError)  # SceneError is a Va
 def build_scene(scene, name: str):
     """Build example `name` in a new scene (shown in the window); returns its SceneHandle.
     `scene` is the scene the artist was on: it is left as it was."""
+    stop_server()
     handle = examples.build_example(name)
     settings = handle.scene.autosim
     settings.scene = name

@@ -10,7 +10,6 @@ not compared; the judged test metric is.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import time
@@ -22,10 +21,11 @@ import numpy as np
 from optimizer import algorithms
 from optimizer.algorithms.base import Context
 from optimizer.bench_report import markdown, plot
-from optimizer.bench_setup import BenchSetup, Target, open_bench
+from optimizer.bench_setup import BenchConfig, BenchSetup, Target, open_bench
 from optimizer.errors import CliError
-from optimizer.judge import EVAL, eval_scene, gap_closed, mean_std
-from optimizer.run import Runner, read_metrics, resolve_device, strict_json
+from optimizer.judge import gap_closed, mean_std
+from optimizer.optimize import device_of, effective_options
+from optimizer.run import Runner, read_metrics, strict_json
 
 AUTOSIM_VARIANTS = {"autosimulate": "quadratic", "approx_quadratic": "approx_quadratic",
                     "linear": "linear", "no_val": "no_val"}
@@ -78,7 +78,7 @@ def run_one(method: str, seed: int, setup: BenchSetup, target: Target, budget: i
         checkpoints.append({"fraction": f, "images": images, "test": judge.score(psi, seed)})
     agreement = []
     if target.space is not None:
-        from optimizer.optimize import categorical_agreement
+        from optimizer.report import categorical_agreement
 
         agreement = categorical_agreement(setup.space, algo.space, target.space)
     return {"method": method, "seed": seed, "target": target.name, "records": records,
@@ -165,12 +165,6 @@ def judge_references(setup: BenchSetup, target: Target, seeds: int) -> dict[str,
     return refs
 
 
-# (budget images, seeds): the defaults, and the --quick ones.
-PRESETS = {"toy": {"full": (3200, 3), "quick": (1920, 3)},
-           "clevr": {"full": (1920, 3), "quick": (640, 2)},
-           "placement": {"full": (1920, 3), "quick": (640, 2)}}
-
-
 def parse_fractions(text: str) -> list[float]:
     try:
         values = sorted({float(v) for v in text.split(",") if v.strip()})
@@ -181,77 +175,63 @@ def parse_fractions(text: str) -> list[float]:
     return values if values[-1] == 1.0 else values + [1.0]
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
-    from optimizer.optimize import method_options
-    from optimizer.publish import check
-
-    check(getattr(args, "publish", None), getattr(args, "curve", None))
-    methods = [m.strip() for m in args.methods.split(",") if m.strip() and m.strip() != "none"]
-    for m in methods:
+def run_bench(cfg: BenchConfig) -> dict[str, Any]:
+    """Every method of cfg on every target, judged; writes bench.md/json/png into cfg.out."""
+    for m in cfg.methods:
         resolve_method(m)
-    from optimizer.commands import BLEND, blend_path
-
-    if blend_path(args):
-        if getattr(args, "task", None) not in (None, "segmentation", "detection"):
-            raise CliError("--blend renders images: --task segmentation or detection")
-        args.scene = BLEND
-    elif args.scene not in EVAL:
-        raise CliError(f"unknown scene {args.scene!r} for bench; known: {', '.join(EVAL)}")
-    fractions = parse_fractions(args.judge_at)
-    key = eval_scene(args.scene, getattr(args, "task", None))
-    budget, seeds = PRESETS[key]["quick" if args.quick else "full"]
-    args.budget_images = budget if args.budget_images is None else args.budget_images
-    args.seeds = seeds if args.seeds is None else args.seeds
-    if args.seeds < 1 or args.budget_images < 1:
-        raise CliError("--seeds and --budget-images must be at least 1")
-    try:
-        device = resolve_device(args.device)
-    except ValueError as exc:
-        raise CliError(str(exc)) from exc
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    device = device_of(cfg.device)
+    cfg.out.mkdir(parents=True, exist_ok=True)
     runs, refs = [], {}
-    with open_bench(args.scene, args, device, out) as setup, contextlib.ExitStack() as stack:
+    with open_bench(cfg, device) as setup, contextlib.ExitStack() as stack:
+        task_name = cfg.ref.task_given(setup.defaults)
+        budget, seeds = setup.defaults.budget(cfg.quick, task_name)
+        budget = budget if cfg.budget_images is None else cfg.budget_images
+        seeds = seeds if cfg.seeds is None else cfg.seeds
+        if seeds < 1 or budget < 1:
+            raise CliError("--seeds and --budget-images must be at least 1")
         metric = setup.task.metric_name
         publisher = None
-        if getattr(args, "publish", None):
+        if cfg.publish:
             from optimizer.publish import Publisher
 
             publisher = stack.enter_context(Publisher(
-                args.publish, run="", scene=args.scene, metric_name=metric, curve=args.curve))
+                cfg.publish, run="", scene=setup.label, metric_name=metric,
+                curve=cfg.simulator.curve))
             print(f"publishing every run to watchers on {publisher.endpoint}", flush=True)
         for target in setup.targets:
-            refs[target.name] = judge_references(setup, target, args.seeds)
+            refs[target.name] = judge_references(setup, target, seeds)
             ref = refs[target.name]
             print(f"target {target.name}: judged start {mean_std(ref['start'])[0]:.3f}"
                   + (f", target {mean_std(ref['target'])[0]:.3f}" if ref["target"] else "")
                   + (f" (moved: {', '.join(target.moved)})" if target.moved else ""), flush=True)
-            for method in methods:
+            for method in cfg.methods:
                 algo_name, _ = resolve_method(method)
                 known = algorithms.get(algo_name).defaults
-                opts = {k: v for k, v in method_options(args, args.scene, algo_name).items()
-                        if k in known}
-                for seed in range(args.seeds):
-                    run = run_one(method, seed, setup, target, args.budget_images,
-                                  out / "runs" / target.name / f"{method}-seed{seed}", opts,
-                                  fractions, publisher)
+                opts = {k: v for k, v in effective_options(algo_name, setup.defaults,
+                                                           cfg.options).items() if k in known}
+                for seed in range(seeds):
+                    run = run_one(method, seed, setup, target, budget,
+                                  cfg.out / "runs" / target.name / f"{method}-seed{seed}", opts,
+                                  list(cfg.fractions), publisher)
                     runs.append(run)
                     curve = ", ".join(f"{c['test']:.3f}" for c in run["checkpoints"])
                     print(f"  {method:16s} seed {seed}: test {metric} at "
-                          f"{'/'.join(f'{f:g}' for f in fractions)} of the budget: {curve} "
+                          f"{'/'.join(f'{f:g}' for f in cfg.fractions)} of the budget: {curve} "
                           f"({run['wall_s']:.0f} s)", flush=True)
-    summary = summarise(runs, methods, refs, fractions)
-    table = markdown(summary, refs, args.scene, metric, args.budget_images, args.seeds)
-    (out / "bench.md").write_text(table)
-    (out / "bench.json").write_text(json.dumps(strict_json(
-        {"scene": args.scene, "budget_images": args.budget_images, "seeds": args.seeds,
-         "targets": len(refs), "target_seed": getattr(args, "target_seed", None),
-         "device": str(device), "fractions": fractions, "summary": summary,
-         "references": refs, "runs": runs}), indent=1, allow_nan=False))
+    fractions = list(cfg.fractions)
+    summary = summarise(runs, cfg.methods, refs, fractions)
+    table = markdown(summary, refs, setup.label, metric, budget, seeds)
+    (cfg.out / "bench.md").write_text(table)
+    result = {"scene": setup.label, "budget_images": budget, "seeds": seeds,
+              "targets": len(refs), "target_seed": cfg.target_seed if cfg.targets else None,
+              "device": str(device), "fractions": fractions, "summary": summary,
+              "references": refs, "runs": runs}
+    (cfg.out / "bench.json").write_text(json.dumps(strict_json(result), indent=1,
+                                                   allow_nan=False))
     if runs:
-        plot(summary, refs, args.budget_images, out / "bench.png", metric,
-             f"{args.scene}: {len(refs)} target(s), {args.seeds} seed(s)")
+        plot(summary, refs, budget, cfg.out / "bench.png", metric,
+             f"{setup.label}: {len(refs)} target(s), {seeds} seed(s)")
     print()
     print(table)
-    print("bench.json, bench.md" + (", bench.png" if runs else "") + f" in {out}")
-    return 0
+    print("bench.json, bench.md" + (", bench.png" if runs else "") + f" in {cfg.out}")
+    return result

@@ -1,10 +1,11 @@
 """`autosim demo`: the README's main job on a fresh machine, with nothing else running.
 
-Renders a validation set from the clevr scene's shipped validation configuration, then runs
+Renders a validation set from the clevr example's shipped validation configuration, then runs
 AutoSimulate from the default psi on local bpy render servers and prints where psi and the
-validation mIoU started and ended. Object layout and colours are held fixed (the artist's
-"fixed" toggle): with a validation set this small they are barely identifiable, while lights,
-render quality, material and object count are what separates the two distributions.
+validation mIoU started and ended. Its settings are the example's own (clevr.scene.json):
+object layout and colours are held fixed (with a validation set this small they are barely
+identifiable, while lights, render quality, material and object count are what separates the
+two distributions).
 
 It ends with what the learned distribution is for: the judge (optimizer.judge) trains a fresh
 UNet on images from the start psi, from the learned psi and from the validation configuration
@@ -17,22 +18,41 @@ model on linear's psi scored 0.148 test mIoU against the start's 0.18 and quadra
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import json
 from pathlib import Path
 
 import numpy as np
 
-from optimizer.commands import render_dataset
-from optimizer.data import load_image_set
+from optimizer.dataset_render import render_dataset
 from optimizer.errors import CliError
-from optimizer.optimize import SCENE_DEFAULTS, run_optimize
+from optimizer.optimize import run_optimize
 from optimizer.run import CONFIG
+from optimizer.run_config import RunConfig
+from optimizer.scene_ref import SceneRef
+from optimizer.session import SimulatorOptions
 from optimizer.simulators.local_servers import LocalServers
 from optimizer.simulators.remote import RemoteSimulator
 from protocol.space import ParameterSpace
 
-FIXED = ["obj*", "color"]
+SCENE = "clevr"
+
+
+@dataclasses.dataclass
+class DemoConfig:
+    out: Path
+    seed: int = 0
+    size: int = 64
+    n: int = 48
+    budget_images: int = 1280
+    k: int = 16
+    judge_seeds: int = 2
+    judge_train_n: int = 256
+    test_n: int = 96
+    device: str = "auto"
+    progress: bool = True
+    simulator: SimulatorOptions = dataclasses.field(default_factory=SimulatorOptions)
+    publish: str | None = None
 
 
 def _describe(space: ParameterSpace, name: str) -> str:
@@ -44,74 +64,79 @@ def _describe(space: ParameterSpace, name: str) -> str:
     return f"P({top})={probs[top]:.2f}"
 
 
-def run_demo(args: argparse.Namespace) -> int:
-    out = Path(args.out)
+def run_demo(cfg: DemoConfig) -> int:
+    out = Path(cfg.out)
     run_dir = out / "run"
     if (run_dir / CONFIG).exists():
         raise CliError(f"{run_dir} already holds a demo run: pass another --out")
-    print("autosim demo: AutoSimulate (quadratic approximation) on the clevr scene "
-          "(segmentation, UNet, mIoU)", flush=True)
-    if getattr(args, "listen", None):
+    print(f"autosim demo: AutoSimulate (quadratic approximation) on the {SCENE} example "
+          f"(segmentation, UNet, mIoU)", flush=True)
+    opts = cfg.simulator
+    if opts.listen:
         raise CliError("demo takes --server or local servers, not --listen (use "
                        "`autosim optimize --listen`)")
-    curve = getattr(args, "curve", None)
     from optimizer.publish import check
 
-    check(getattr(args, "publish", None), curve)  # before any server starts
-    servers = LocalServers("clevr", args.local_servers, threads=args.threads, curve=curve) \
-        if not args.server else None
-    endpoints = servers.start() if servers else args.server
+    check(cfg.publish, opts.curve)  # before any server starts
+    defaults = SceneRef(SCENE).defaults()
+    servers = LocalServers(SCENE, opts.local_servers, threads=opts.threads,
+                           curve=opts.curve) if not opts.server else None
+    endpoints = servers.start() if servers else list(opts.server)
     try:
-        with RemoteSimulator(endpoints, timeout_s=args.timeout, curve=curve) as sim:
+        with RemoteSimulator(endpoints, timeout_s=opts.timeout, curve=opts.curve) as sim:
             print(f"  render server(s): Blender {sim.blender} at {', '.join(endpoints)}",
                   flush=True)
             target = sim.space.preset("validation")
-            summary = render_dataset(sim, target, args.n, 10_000 + args.seed, args.size,
-                                     out / "val", progress=args.progress)
-            print(f"  rendered a validation set of {args.n} images from the validation "
+            summary = render_dataset(sim, target, cfg.n, 10_000 + cfg.seed, cfg.size,
+                                     out / "val", progress=cfg.progress)
+            print(f"  rendered a validation set of {cfg.n} images from the validation "
                   f"configuration ({summary['images_per_s']:.1f} images/s) -> {out / 'val'}",
                   flush=True)
             start_space = sim.space
-        options = {**SCENE_DEFAULTS["clevr"]["autosimulate"], "k": args.k}
-        config = {"scene": "clevr", "method": "autosimulate", "options": options,
-                  "val": str((out / "val").resolve()), "seed": args.seed,
-                  "budget_images": args.budget_images, "device": args.device,
-                  "out": str(run_dir), "params": None, "fix": FIXED}
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / CONFIG).write_text(json.dumps(config, indent=1))
-        print(f"  optimising psi for {args.budget_images} rendered images (K={args.k} per "
-              f"iteration; held fixed: {', '.join(FIXED)}) ...", flush=True)
-        run_args = argparse.Namespace(**{**vars(args), "server": list(endpoints)})
-        result = run_optimize(config, run_args, resume=False, progress=args.progress)
+        config = RunConfig(
+            scene=SCENE, method="autosimulate",
+            options={**defaults.method_options("autosimulate"), "k": cfg.k},
+            budget_images=cfg.budget_images, out=str(run_dir),
+            val=str((out / "val").resolve()), seed=cfg.seed, device=cfg.device,
+            fix=list(defaults.fixed), simulator=opts.replace(server=tuple(endpoints)))
+        config.save()
+        print(f"  optimising psi for {cfg.budget_images} rendered images (K={cfg.k} per "
+              f"iteration; held fixed: {', '.join(defaults.fixed)}) ...", flush=True)
+        result = run_optimize(config, resume=False, progress=cfg.progress,
+                              publish=cfg.publish)
         _print_outcome(result, start_space, target, run_dir)
-        if args.judge_seeds:
-            with RemoteSimulator(endpoints, timeout_s=args.timeout, curve=curve) as sim:
-                _judge_outcome(sim, args, out, start_space, result["end"], target)
+        if cfg.judge_seeds:
+            with RemoteSimulator(endpoints, timeout_s=opts.timeout, curve=opts.curve) as sim:
+                _judge_outcome(sim, cfg, out, start_space, result["end"], target)
     finally:
         if servers:
             servers.stop()
     return 0
 
 
-def _judge_outcome(sim: RemoteSimulator, args: argparse.Namespace, out: Path,
+def _judge_outcome(sim: RemoteSimulator, cfg: DemoConfig, out: Path,
                    start: ParameterSpace, end: ParameterSpace, target: ParameterSpace) -> None:
     """The real gain: a fresh model's test mIoU for the start, learned and target psi."""
+    from optimizer.data import load_image_set
     from optimizer.judge import Judge, gap_closed, mean_std
-    from optimizer.run import resolve_device
-    from optimizer.tasks.segmentation import SegmentationTask
+    from optimizer.optimize import device_of
+    from optimizer.tasks.factory import make_task
 
     test_set = out / "test"
-    render_dataset(sim, target, args.test_n, 20_000 + args.seed, args.size, test_set)
-    task = SegmentationTask(len(sim.classes))
-    device = resolve_device(args.device)
-    judge = Judge.for_scene("clevr", overrides={"train_n": args.judge_train_n}, task=task,
-                            space=start, render=lambda lat: sim.render(lat, args.size,
-                                                                       args.size),
-                            test=task.to_data(load_image_set(test_set), device), device=device)
-    seeds = range(args.judge_seeds)
+    render_dataset(sim, target, cfg.test_n, 20_000 + cfg.seed, cfg.size, test_set)
+    test = load_image_set(test_set)
+    task_name = sim.defaults.task_or(None)
+    task = make_task(task_name, sim.classes, test, flag="test set")
+    device = device_of(cfg.device)
+    judge = Judge.from_protocol(sim.defaults.judge_protocol(task_name),
+                                overrides={"train_n": cfg.judge_train_n}, task=task,
+                                space=start,
+                                render=lambda lat: sim.render(lat, cfg.size, cfg.size),
+                                test=task.to_data(test, device), device=device)
+    seeds = range(cfg.judge_seeds)
     print(f"\n  judging: a fresh UNet trained on {judge.train_n} images from each psi, test "
-          f"mIoU on {args.test_n} new images of the validation configuration "
-          f"({args.judge_seeds} seed(s)) ...", flush=True)
+          f"mIoU on {cfg.test_n} new images of the validation configuration "
+          f"({cfg.judge_seeds} seed(s)) ...", flush=True)
     scores = {name: mean_std(judge.scores(space, seeds))
               for name, space in (("start", start), ("learned", end), ("validation", target))}
     for name, (mean, std) in scores.items():

@@ -20,28 +20,6 @@ from optimizer.tasks.base import Task, TaskData
 from optimizer.training import train_fresh
 from protocol.space import ParameterSpace
 
-# Per-scene judging protocol: validation/test sizes, images and epochs for the fresh model.
-EVAL: dict[str, dict[str, Any]] = {
-    "toy": {"val_n": 500, "test_n": 2000, "train_n": 1024, "epochs": 30, "batch_size": 64,
-            "lr_theta": 1e-2},
-    "clevr": {"val_n": 48, "test_n": 96, "train_n": 256, "epochs": 15, "batch_size": 16,
-              "lr_theta": 3e-3},
-    # lr_final: the learning rate decays linearly to lr_theta * lr_final over the epochs, as
-    # ultralytics' trainer does (lrf=0.01). A YOLO trained from scratch with Adam at a constant
-    # 3e-3 ends on a jumpy epoch: measured on one psi's 256 images, the final test mAP over 3
-    # training seeds was 0.448/0.537/0.345 constant vs 0.498/0.511/0.423 decayed.
-    "placement": {"val_n": 48, "test_n": 96, "train_n": 256, "epochs": 15, "batch_size": 8,
-                  "lr_theta": 3e-3, "lr_final": 0.01},
-}
-# a user's .blend (scene "blend") is judged with the protocol of the built-in of its task
-TASK_EVAL = {"segmentation": "clevr", "detection": "placement"}
-
-
-def eval_scene(scene: str, task: str | None = None) -> str:
-    """The EVAL/PRESETS key of a scene: itself, or for a .blend the built-in of its task."""
-    return scene if scene in EVAL else TASK_EVAL[task or "segmentation"]
-
-
 JUDGE_SEED_OFFSET = 90_000  # latents of judge seed s come from default_rng(90_000 + s)
 CHUNK = 64                  # images per render request while judging
 
@@ -62,10 +40,11 @@ class Judge:
     lr_final: float = 1.0
 
     @classmethod
-    def for_scene(cls, scene: str, *, overrides: dict[str, Any] | None = None,
-                  eval_task: str | None = None, **kwargs: Any) -> Judge:
-        ev = {**EVAL[eval_scene(scene, eval_task)],
-              **{k: v for k, v in (overrides or {}).items() if v}}
+    def from_protocol(cls, protocol: dict[str, Any], *, overrides: dict[str, Any] | None = None,
+                      **kwargs: Any) -> Judge:
+        """A judge with a scene's protocol (SceneDefaults.judge_protocol), overrides (None or
+        0: keep) over it."""
+        ev = {**protocol, **{k: v for k, v in (overrides or {}).items() if v}}
         return cls(train_n=int(ev["train_n"]), epochs=int(ev["epochs"]),
                    batch_size=int(ev["batch_size"]), lr_theta=float(ev["lr_theta"]),
                    lr_final=float(ev.get("lr_final", 1.0)), **kwargs)

@@ -2,8 +2,9 @@
 
 Its parameter space, the bindings that connect each parameter to the .blend (bindings.py), the
 class names (index 0 is background), which objects carry which class, what it labels for (masks,
-boxes), and free-form per-scene defaults. The server sends it in `hello`, and the optimizer reads
-it there or from a file, so nothing downstream branches on a scene's name.
+boxes), and the scene's own defaults (protocol/scene_defaults.py: task, fixed parameters,
+per-method settings, judging protocol, bench budgets). The server sends it in `hello`, and the
+optimizer reads it there or from a file, so nothing downstream branches on a scene's name.
 
 JSON form (format "autosim.scene", version 1):
   {"format": "autosim.scene", "version": 1, "space": {...autosim.space...},
@@ -24,6 +25,7 @@ from typing import Any
 
 from protocol.bindings import Binding, SceneError, check_latent
 from protocol.distributions import _known, strict_json_loads
+from protocol.scene_defaults import SceneDefaults
 from protocol.space import ParameterSpace
 
 FORMAT = "autosim.scene"
@@ -32,13 +34,6 @@ LABELS_FOR = ("masks", "boxes")
 BACKGROUND = "background"
 _KEYS = ("format", "version", "space", "bindings", "classes", "labels", "labels_for", "scene",
          "defaults")
-
-
-def _json_value(v: Any, path: str) -> None:
-    try:
-        json.dumps(v, allow_nan=False)
-    except (TypeError, ValueError) as e:
-        raise SceneError(f"{path}: must be JSON (finite numbers, string keys): {e}") from None
 
 
 @dataclass(frozen=True)
@@ -52,7 +47,7 @@ class SceneDescription:
     labels: Mapping[str, str] = field(default_factory=dict)
     labels_for: Sequence[str] = LABELS_FOR
     scene: str = ""
-    defaults: Mapping[str, Any] = field(default_factory=dict)
+    defaults: SceneDefaults = field(default_factory=SceneDefaults)
 
     def __post_init__(self) -> None:
         if not isinstance(self.space, ParameterSpace):
@@ -101,10 +96,12 @@ class SceneDescription:
         if not isinstance(self.scene, str):
             raise SceneError(f"scene: expected a scene name (or \"\" for the active scene), "
                              f"got {self.scene!r}")
-        if not isinstance(self.defaults, Mapping):
-            raise SceneError(f"defaults: expected an object, got {type(self.defaults).__name__}")
-        _json_value(self.defaults, "defaults")
-        object.__setattr__(self, "defaults", json.loads(json.dumps(self.defaults)))
+        defaults = self.defaults
+        if isinstance(defaults, Mapping):
+            defaults = SceneDefaults.from_dict(defaults)
+        if not isinstance(defaults, SceneDefaults):
+            raise SceneError(f"defaults: expected an object, got {type(defaults).__name__}")
+        object.__setattr__(self, "defaults", defaults)
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -139,7 +136,7 @@ class SceneDescription:
         return {"format": FORMAT, "version": VERSION, "space": self.space.to_dict(),
                 "bindings": [b.to_dict() for b in self.bindings], "classes": list(self.classes),
                 "labels": dict(self.labels), "labels_for": list(self.labels_for),
-                "scene": self.scene, "defaults": json.loads(json.dumps(self.defaults))}
+                "scene": self.scene, "defaults": self.defaults.to_dict()}
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, SceneDescription) and self.to_dict() == other.to_dict()
@@ -179,6 +176,12 @@ class SceneDescription:
     def from_json(cls, text: str | bytes) -> SceneDescription:
         """Parse and validate; malformed JSON and NaN/Infinity raise SceneError."""
         return cls.from_dict(strict_json_loads(text, SceneError))
+
+
+def from_hello(fields: Mapping[str, Any]) -> SceneDescription | None:
+    """The description a server's hello (or ready) carries; None from a server without one."""
+    d = fields.get("description")
+    return None if d is None else SceneDescription.from_dict(d)
 
 
 def load(path: str | os.PathLike[str]) -> SceneDescription:

@@ -119,8 +119,9 @@ def test_the_judge_prefers_the_target_it_was_drawn_for():
                                             "c1b": {"mean": [-1.5, -1.0]}}))
     test = task.to_data(ToySimulator(target).render(
         target.sample(400, np.random.default_rng(5))), "cpu")
-    judge = Judge.for_scene("toy", overrides={"train_n": 256, "epochs": 10}, task=task,
-                            space=start, render=sim.render, test=test, device="cpu")
+    judge = Judge.from_protocol(sim.defaults.judge_protocol(),
+                                overrides={"train_n": 256, "epochs": 10}, task=task,
+                                space=start, render=sim.render, test=test, device="cpu")
     at_target, at_start = judge.scores(target, [0, 1]), judge.scores(start.psi, [0, 1])
     assert min(at_target) > max(at_start) + 0.1, (at_target, at_start)
     assert judge.score(target, 0) == at_target[0]

@@ -47,7 +47,8 @@ def _error(*extra, space=SPACE, **kw):
 
 
 def test_round_trip_dict_json_and_file(tmp_path):
-    d = _desc(defaults={"fixed": ["samples"], "bench": {"n": 64}}, scene="Scene")
+    d = _desc(defaults={"fixed": ["samples"], "task": "detection",
+                        "methods": {"autosimulate": {"k": 8}}}, scene="Scene")
     again = SceneDescription.from_dict(json.loads(json.dumps(d.to_dict())))
     assert again == d and again.to_dict() == d.to_dict()
     assert SceneDescription.from_json(d.to_json()) == d
@@ -180,7 +181,9 @@ def test_binding_fields(d, message):
     ({"labels": {"Cube": "dog"}}, "labels['Cube']: unknown class 'dog'"),
     ({"labels_for": ["masks", "depth"]}, "labels_for: expected a non-empty subset"),
     ({"labels_for": []}, "labels_for"),
-    ({"defaults": {"x": math.nan}}, "defaults: must be JSON"),
+    ({"defaults": {"x": 1}}, "defaults.x: unknown key"),
+    ({"defaults": {"methods": {"random": {"m": math.nan}}}}, "defaults.methods.random: must be"),
+    ({"defaults": {"task": "depth"}}, "defaults.task: unknown task 'depth'"),
     ({"scene": 3}, "scene: expected a scene name"),
 ])
 def test_description_fields(change, message):

@@ -170,6 +170,34 @@ def test_render_and_optimize_a_blend_from_the_cli(blend, tmp_path, capsys):
     assert "segmentation or detection" in capsys.readouterr().err
 
 
+def test_a_blend_brings_its_own_defaults(blend, tmp_path):
+    """Defaults stored in the file's description reach the optimizer with hello: its fixed
+    parameters and method settings, with no flag and no scene name."""
+    own = tmp_path / "own.blend"
+    script = ("import bpy, sys, json; bpy.ops.wm.open_mainfile(filepath=sys.argv[1]); "
+              "from blender_addon.bindings import read, store; "
+              "from protocol.scene import SceneDescription; d = read(bpy.data).to_dict(); "
+              "d['defaults'] = json.loads(sys.argv[3]); "
+              "store(SceneDescription.from_dict(d), bpy.data); "
+              "bpy.ops.wm.save_as_mainfile(filepath=sys.argv[2])")
+    defaults = {"fixed": ["obj*"], "methods": {"autosimulate": {"k": 8, "epochs": 1}}}
+    subprocess.run([sys.executable, "-c", script, str(blend), str(own), json.dumps(defaults)],
+                   check=True, env=_env(), capture_output=True, timeout=120, cwd=str(ROOT))
+    val = tmp_path / "val"
+    assert cli(["render", "--blend", str(own), "--n", "6", "--size", "32", "--out", str(val),
+                "--threads", "1", "--no-progress"]) == 0
+    run = tmp_path / "run"
+    assert cli(["optimize", "--blend", str(own), "--val", str(val), "--budget-images", "16",
+                "--out", str(run), "--threads", "1", "--no-progress"]) == 0
+    config = json.loads((run / "config.json").read_text())
+    assert config["fix"] == ["obj*"] and config["task"] == "segmentation"
+    assert config["options"]["k"] == 8 and config["options"]["epochs"] == 1
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["images_rendered"] for r in records] == [8, 16]
+    final = json.loads((run / "final_space.json").read_text())
+    assert [p["name"] for p in final["params"] if p.get("fixed")] == NAMES[6:]
+
+
 def test_evaluate_and_bench_a_blend(blend, tmp_path, capsys):
     test = tmp_path / "test"
     assert cli(["render", "--blend", str(blend), "--n", "8", "--size", "32", "--out", str(test),
@@ -187,5 +215,5 @@ def test_evaluate_and_bench_a_blend(blend, tmp_path, capsys):
                 "--judge-val-n", "8", "--judge-test-n", "8", "--size", "32", "--threads", "1",
                 "--out", str(out)]) == 0
     bench = json.loads((out / "bench.json").read_text())
-    assert bench["scene"] == "blend" and [r["method"] for r in bench["runs"]] == ["autosimulate"]
+    assert bench["scene"] == blend.stem and [r["method"] for r in bench["runs"]] == ["autosimulate"]
     assert (out / "targets" / "t0" / "test-set" / "images").is_dir()

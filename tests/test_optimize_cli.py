@@ -242,7 +242,7 @@ def test_placement_detection_run_writes_the_54_config_plot(tmp_path):
     # the scene's default: everything but the 54-way categorical held fixed
     assert end.free_mask[config].all() and end.free_mask.sum() == len(end.psi[config])
     assert json.loads((run / "config.json").read_text())["fix"] == ["object_set", "cluster_*"]
-    assert (run / "placement_distribution.png").read_bytes()[:4] == b"\x89PNG"
+    assert (run / "config_distribution.png").read_bytes()[:4] == b"\x89PNG"
     bad = autosim("optimize", "--scene", "placement", "--task", "segmentation", "--val",
                   str(val), "--budget-images", "8", "--out", str(tmp_path / "r2"))
     assert bad.returncode == 2 and "trains a detection model" in bad.stderr
@@ -271,7 +271,7 @@ def test_bench_placement_small(tmp_path):
 
 
 def test_categorical_agreement_reports_mass_on_favoured_choices_and_tv():
-    from optimizer.optimize import agreement_lines, categorical_agreement
+    from optimizer.report import agreement_lines, categorical_agreement
 
     spec = {"format": "autosim.space", "version": 1, "name": "t", "params": [
         {"name": "config", "kind": "categorical", "choices": ["a", "b", "c", "d"],
@@ -288,12 +288,16 @@ def test_categorical_agreement_reports_mass_on_favoured_choices_and_tv():
 
 
 def test_scene_default_fix_and_fix_none():
-    from optimizer.optimize import fix_parameters, scene_fix
+    from blender_addon.scenes import defaults
+    from optimizer.optimize import fix_parameters, resolve_fix
 
     space = ParameterSpace.from_json(
         (Path(__file__).parents[1] / "blender_addon/scenes/placement.json").read_text())
-    assert scene_fix("placement", []) == ["object_set", "cluster_*"]
-    assert scene_fix("placement", ["none"]) == ["none"] and scene_fix("clevr", []) == []
-    fixed = fix_parameters(space, scene_fix("placement", []))
+    own = defaults("placement")
+    assert resolve_fix([], own) == ["object_set", "cluster_*"]
+    assert resolve_fix(["none"], own) == ["none"]
+    assert resolve_fix([], defaults("clevr")) == ["obj*", "color"]
+    fixed = fix_parameters(space, resolve_fix([], own))
     assert [p.name for p in fixed.params if not p.fixed] == ["config"]
     assert fix_parameters(space, ["none"]).free_mask.all()
+

@@ -2,9 +2,10 @@
 
 Each example NAME is a builder script `NAME.py` that makes the scene's objects with bpy and
 returns its SceneDescription (protocol/scene.py), declared through the same public bindings API
-a user's own .blend uses, and a parameter space `NAME.json` (format "autosim.space") that the
-description carries. There is no per-scene apply code: `load(name)` gives the scene-module
-interface callers use,
+a user's own .blend uses; a parameter space `NAME.json` (format "autosim.space") and
+`NAME.scene.json` (its classes, what it labels for, and its own defaults: task, fixed
+parameters, method settings) that the description carries. There is no per-scene apply code:
+`load(name)` gives the scene-module interface callers use,
 
     build() -> SceneHandle                       run the builder into the current file, once
     apply(handle, latent: dict) -> list[(pass_index, class_id)]   through its BoundScene
@@ -20,34 +21,19 @@ import importlib
 import json
 import os
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SCENE_NAMES", "BuiltinScene", "SceneHandle", "classes", "load", "main",
-           "space_dict", "space_path"]
+from protocol.scene_defaults import SceneDefaults
+
+from ..handle import SceneHandle
+
+__all__ = ["SCENE_NAMES", "BuiltinScene", "SceneHandle", "classes", "defaults", "labels_for",
+           "load", "main", "space_dict", "space_path"]
 
 SCENE_NAMES: tuple[str, ...] = ("clevr", "placement")
 
-_CLASSES: dict[str, tuple[str, ...]] = {
-    "clevr": ("background", "sphere", "cube", "cylinder"),
-    "placement": (
-        "background", "cube", "sphere", "cylinder", "cone",
-        "torus", "icosphere", "monkey", "slab",
-    ),
-}
-
 _DIR = Path(__file__).resolve().parent
-
-
-@dataclass
-class SceneHandle:
-    """What build() made: the bpy scene and named references into it (opaque to callers)."""
-
-    name: str
-    scene: Any  # bpy.types.Scene
-    objects: dict[str, Any] = field(default_factory=dict)
-    data: dict[str, Any] = field(default_factory=dict)
 
 
 def _check(name: str) -> str:
@@ -67,9 +53,25 @@ def space_dict(name: str) -> dict:
         return json.load(fh)
 
 
+def _scene_file(name: str) -> dict[str, Any]:
+    with open(_DIR / f"{_check(name)}.scene.json", encoding="utf-8") as fh:
+        return json.load(fh)
+
+
 def classes(name: str) -> list[str]:
     """Class names of the scene's labels; index 0 is "background"."""
-    return list(_CLASSES[_check(name)])
+    return list(_scene_file(name)["classes"])
+
+
+def labels_for(name: str) -> tuple[str, ...]:
+    """What the example labels for (masks, boxes)."""
+    return tuple(_scene_file(name)["labels_for"])
+
+
+def defaults(name: str) -> SceneDefaults:
+    """The example's own defaults (task, fixed parameters, method settings), read bpy-free so
+    the optimizer knows them before any server starts; the built file carries the same."""
+    return SceneDefaults.from_dict(_scene_file(name).get("defaults", {}))
 
 
 def realise(name: str) -> Any:

@@ -46,7 +46,7 @@ from protocol.scene import SceneDescription  # noqa: E402
 from protocol.space import ParameterSpace  # noqa: E402
 
 from ..object_classes import CLASS_PROPERTY  # noqa: E402
-from . import classes, main, primitives, space_dict  # noqa: E402
+from . import classes, defaults, labels_for, main, primitives, space_dict  # noqa: E402
 from .primitives import mesh_primitive, new_object, principled  # noqa: E402
 
 SCENE = "placement"
@@ -306,7 +306,8 @@ def bindings(scene_name: str = SCENE) -> list[Binding]:
 def description(scene_name: str = SCENE) -> SceneDescription:
     """The scene description: placement.json's space, the bindings, the classes."""
     return SceneDescription(ParameterSpace.from_dict(space_dict(SCENE)), bindings(scene_name),
-                            classes(SCENE), labels_for=("masks", "boxes"), scene=scene_name)
+                            classes(SCENE), labels_for=labels_for(SCENE), scene=scene_name,
+                            defaults=defaults(SCENE))
 
 
 if __name__ == "__main__":

@@ -32,6 +32,8 @@ import zmq
 from optimizer.simulators.client import ServerError, ServerUnavailable
 from optimizer.simulators.remote import RemoteSimulator
 from protocol import wire
+from protocol.scene import from_hello
+from protocol.scene_defaults import SceneDefaults
 from protocol.space import ParameterSpace
 
 
@@ -187,6 +189,8 @@ class FarmSimulator:
             self.blender = f.get("blender", "")
             self.space = ParameterSpace.from_dict(f["space"])
             self.generation = int(f["generation"])
+            self.description = from_hello(f)
+            self.defaults = self.description.defaults if self.description else SceneDefaults()
         elif f.get("scene") != self.scene:
             self.log(f"render server {f.get('worker')} serves {f.get('scene')!r}, not "
                      f"{self.scene!r}: ignored")

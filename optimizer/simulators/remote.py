@@ -27,6 +27,8 @@ import zmq
 
 from optimizer.simulators.client import RenderClient, ServerError, ServerUnavailable
 from protocol import wire
+from protocol.scene import from_hello
+from protocol.scene_defaults import SceneDefaults
 from protocol.space import ParameterSpace
 
 
@@ -82,6 +84,8 @@ class RemoteSimulator:
         self.blender: str = first["blender"]
         self.space = ParameterSpace.from_dict(first["space"])
         self.generation = int(first["generation"])
+        self.description = from_hello(first)
+        self.defaults = self.description.defaults if self.description else SceneDefaults()
 
     def close(self) -> None:
         for beat in self._beats.values():

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from protocol.scene_defaults import SceneDefaults
 from protocol.space import ParameterSpace
 
 COMPONENTS = ("c0a", "c0b", "c1a", "c1b")   # class = int(name[1])
@@ -22,6 +23,12 @@ REAL_STD = 0.45
 START = {"c0a": (-1.2, 0.2), "c0b": (-0.6, 0.4), "c1a": (0.6, -0.4), "c1b": (1.2, -0.2)}
 START_LOG_STD = float(np.log(0.4))
 BOX = 2.5  # the real data lives in [-2.5, 2.5]^2; hidden targets move means within it
+REAL_SEEDS = {"val": 1, "test": 2}  # the real validation and test sets: default_rng(seed)
+# The toy's 2-D points want bigger batches than 64 px images (chosen on validation data only).
+_SMALL = {"m": 64, "batch_size": 32, "lr_theta": 1e-2}
+TOY_DEFAULTS = SceneDefaults(task="classifier", methods={
+    "autosimulate": {"k": 64, "epochs": 2, "batch_size": 32, "lr_theta": 1e-2, "hessian": "all"},
+    "reinforce": _SMALL, "bayesopt": _SMALL, "random": _SMALL})
 
 
 def toy_space() -> ParameterSpace:
@@ -46,10 +53,12 @@ def sample_real(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarra
 
 
 class ToySimulator:
-    """Same interface as RemoteSimulator where the optimizer needs it; renders instantly."""
+    """Same interface as RemoteSimulator where the optimizer needs it; renders instantly. It is
+    the one scene with real data of its own (`real_set`): no --val, no --test."""
 
     scene = "toy"
     classes = ["class0", "class1"]
+    defaults = TOY_DEFAULTS
 
     def __init__(self, space: ParameterSpace | None = None) -> None:
         self.space = space or toy_space()
@@ -67,6 +76,11 @@ class ToySimulator:
         x = points[np.arange(len(latents)), comp]
         y = np.array([int(COMPONENTS[c][1]) for c in comp], dtype=np.int64)
         return x, y
+
+    @staticmethod
+    def real_set(kind: str, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """The real validation ("val") or test set of n points, the same every time."""
+        return sample_real(n, np.random.default_rng(REAL_SEEDS[kind]))
 
     def close(self) -> None:
         pass

@@ -1,0 +1,7 @@
+"""`python -m optimizer.cli` runs the `autosim` command line."""
+
+import sys
+
+from optimizer.cli import main
+
+sys.exit(main())
