@@ -407,10 +407,14 @@ class RenderServer:
             )
         space = self.state.space
         if "latents" in f:
+            shape = np.shape(f["latents"])  # (K, L'): the request schema takes 2-D latents only
+            if shape[1] != space.latent_dim:
+                raise RequestError("bad_value", f"latents: expected shape (K, "
+                                   f"{space.latent_dim}), got {tuple(shape)}")
             try:
                 latents = space.validate_latents(f["latents"])
-            except SpaceError as exc:
-                raise RequestError("bad_value", f"latents: {exc}") from exc
+            except SpaceError as exc:  # its messages start with "latents"
+                raise RequestError("bad_value", str(exc)) from exc
             seed = None
         else:
             n = _int_in(f, "n", 1, 1, lim.max_n)

@@ -295,3 +295,13 @@ def test_the_last_reply_is_delivered_although_close_follows_at_once():
         dealer.close(0)
         server.close()
         ctx.term()
+
+
+def test_latents_must_be_two_dimensional_and_the_message_says_so(server):
+    one = server.state.space.sample(1, np.random.default_rng(0))  # (1, 5)
+    rep = ask(server, "render", {"latents": np.zeros((1, 6))})
+    assert rep.fields["code"] == "bad_value"
+    assert rep.fields["message"] == "latents: expected shape (K, 5), got (1, 6)"
+    for flat in (one[0], one[0].tolist()):  # a single row without its K axis is refused
+        assert ask(server, "render", {"latents": flat}).fields["code"] == "bad_type"
+    assert ask(server, "render", {"latents": one}).type == "render"
