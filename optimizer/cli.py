@@ -35,8 +35,11 @@ def _servers_options(p: argparse.ArgumentParser) -> None:
                    "instead of --server; off loopback it needs --curve (this side is then the "
                    "CURVE server: server.key_secret + authorized/)")
     p.add_argument("--heartbeat-s", type=float, default=2.0, metavar="S",
-                   help="ping render servers every S seconds; 3 missed in a row (a killed or "
-                   "hung server) drop it and its work goes to the others (default 2; 0 = off)")
+                   help="with --server (or local servers): ping each server's heartbeat "
+                   "socket every S s; with --listen: the beat period expected of joined "
+                   "servers (their `serve --connect --heartbeat-s`). 3 periods without a beat "
+                   "(a killed or hung server) drop it and its work goes to the others "
+                   "(default 2; 0 = off, not with --listen)")
     p.add_argument("--curve", metavar="DIR", help="CURVE key folder (`autosim keys`) to "
                    "authenticate to --server render servers (local ones use it too)")
 
@@ -190,20 +193,25 @@ def build_parser() -> argparse.ArgumentParser:
     _servers_options(ev)
 
     serve = sub.add_parser("serve", help="run a render server in this process (bpy module)")
-    serve.add_argument("--scene", default="clevr")
+    serve.add_argument("--scene", default="clevr", help="built-in example scene (default clevr)")
     serve.add_argument("--blend", help="serve this .blend's autosim bindings (not --scene)")
-    serve.add_argument("--bind", default="tcp://127.0.0.1:5555")
+    serve.add_argument("--bind", default="tcp://127.0.0.1:5555", metavar="tcp://HOST:PORT",
+                       help="where to listen (default tcp://127.0.0.1:5555; port * = any free "
+                       "one, printed on the AUTOSIM_READY line)")
     serve.add_argument("--connect", metavar="tcp://HOST:PORT",
                        help="join an optimizer's --listen address instead of binding")
-    serve.add_argument("--heartbeat-s", type=float, default=2.0,
-                       help="with --connect: beat to the optimizer every S seconds")
+    serve.add_argument("--heartbeat-s", type=float, default=2.0, metavar="S",
+                       help="with --connect: beat to the optimizer every S seconds (default "
+                       "2; keep it at the optimizer's --heartbeat-s); ignored with --bind")
     serve.add_argument("--max-renders", type=int, default=0, metavar="N",
                        help="exit after N images so a supervisor restarts a fresh process")
-    serve.add_argument("--threads", type=int, default=0)
-    serve.add_argument("--params")
+    serve.add_argument("--threads", type=int, default=0, metavar="N",
+                       help="Cycles render threads (default 0 = all cores)")
+    serve.add_argument("--params", metavar="SPACE.json",
+                       help="parameter-space JSON to start from (default: the scene's)")
     serve.add_argument("--curve", metavar="DIR", help="CURVE key folder (`autosim keys`): "
                        "only its authorized clients get answers; required off loopback")
-    serve.add_argument("--max-message-mb", type=float, default=256.0,
+    serve.add_argument("--max-message-mb", type=float, default=256.0, metavar="MB",
                        help="largest request accepted, MiB (default 256)")
 
     keys = sub.add_parser("keys", help="make CURVE keys for an authenticated render farm")
