@@ -16,6 +16,7 @@ from typing import Any
 
 from protocol import wire
 
+HEARTBEAT_MAX_BYTES = 64 * 1024  # a ping is ~50 bytes; the heartbeat socket takes no more
 
 class Heartbeat(threading.Thread):
     """Answers `ping` with `pong` on its own ROUTER socket, from a thread that shares nothing
@@ -32,7 +33,7 @@ class Heartbeat(threading.Thread):
         self._stop_flag = False
         self._sock = ctx.socket(zmq.ROUTER)  # made here, used only by the thread after start
         self._sock.setsockopt(zmq.LINGER, 0)
-        self._sock.setsockopt(zmq.MAXMSGSIZE, 64 * 1024)
+        self._sock.setsockopt(zmq.MAXMSGSIZE, HEARTBEAT_MAX_BYTES)
         if curve is not None:  # the same keys; the context's authenticator admits the same
             from protocol.curve import server_keys  # clients
 
@@ -55,10 +56,7 @@ class Heartbeat(threading.Thread):
                 if envelope is None:
                     continue
                 try:
-                    msg = wire.decode(frames, max_bytes=64 * 1024, expect_request=True)
-                    out = (wire.reply(msg, self._status()) if msg.type == "ping" else
-                           wire.error_reply(msg.id, "bad_value", f"the heartbeat socket "
-                                            f"answers only ping, not {msg.type!r}"))
+                    out = self._answer(frames)
                 except wire.ProtocolError as exc:
                     out = wire.error_reply(exc.request_id, exc.code, str(exc))
                 self._sock.send_multipart(envelope + out)
@@ -66,6 +64,18 @@ class Heartbeat(threading.Thread):
             pass  # the context is going away
         finally:
             self._sock.close(0)
+
+    def _answer(self, frames: list[bytes]) -> list[bytes]:
+        """A ping's reply; any other request type is refused without listing the main
+        socket's types: bad_value for those, unknown_type for a type no socket knows."""
+        msg = wire.decode(frames, max_bytes=HEARTBEAT_MAX_BYTES)
+        if msg.type != "ping":
+            known = msg.type in wire.REQUEST_TYPES
+            raise (wire.BadValueError if known else wire.UnknownTypeError)(
+                f"the heartbeat socket answers only ping, not {wire._short(msg.type)}"
+                + ("" if known else " (not a request type)"), msg.id)
+        wire.validate_request(msg.type, msg.fields)
+        return wire.reply(msg, self._status())
 
     def stop(self) -> None:
         self._stop_flag = True
@@ -116,7 +126,7 @@ class HeartbeatOut(threading.Thread):
                     raw = self._sock.recv_multipart()
                     try:
                         msg = wire.decode(raw[1:] if raw and raw[0] == b"" else raw,
-                                          max_bytes=64 * 1024)
+                                          max_bytes=HEARTBEAT_MAX_BYTES)
                     except wire.ProtocolError:
                         continue
                     if msg.fields.get("rejoin"):

@@ -27,6 +27,9 @@ from .heartbeat import Heartbeat, HeartbeatOut, heartbeat_address, split_envelop
 SERVER_NAME = "autosim-render-server"
 FEATURE_LEVEL = 2  # protocol v2: ping + heartbeat socket (docs/protocol.md 9); envelope v stays 1
 RETURNABLE = ("image", "mask", "instances", "boxes")
+# close() waits up to this long for replies still queued (the last one before shutdown or a
+# recycle can be hundreds of MB); LINGER 0 would drop them as the process exits
+CLOSE_LINGER_MS = 5000
 
 
 class Backend(Protocol):
@@ -282,7 +285,7 @@ class RenderServer:
             self._monitor.close(0)
             self._monitor = None
         if self._sock is not None:
-            self._sock.close(0)
+            self._sock.close(CLOSE_LINGER_MS)
             self._sock = None
         if self._ctx is not None:
             self._ctx.term()
@@ -404,10 +407,14 @@ class RenderServer:
             )
         space = self.state.space
         if "latents" in f:
+            shape = np.shape(f["latents"])  # (K, L'): the request schema takes 2-D latents only
+            if shape[1] != space.latent_dim:
+                raise RequestError("bad_value", f"latents: expected shape (K, "
+                                   f"{space.latent_dim}), got {tuple(shape)}")
             try:
                 latents = space.validate_latents(f["latents"])
-            except SpaceError as exc:
-                raise RequestError("bad_value", f"latents: {exc}") from exc
+            except SpaceError as exc:  # its messages start with "latents"
+                raise RequestError("bad_value", str(exc)) from exc
             seed = None
         else:
             n = _int_in(f, "n", 1, 1, lim.max_n)

@@ -90,6 +90,35 @@ def test_ping_is_answered_at_once_while_the_main_thread_renders() -> None:
         ctx.term()
 
 
+def test_the_heartbeat_socket_refuses_other_types_without_listing_them() -> None:
+    server = RenderServer(SlowFake(0.0))
+    server.bind("tcp://127.0.0.1:*")
+    ctx = zmq.Context()
+    beat = ctx.socket(zmq.DEALER)
+    beat.setsockopt(zmq.LINGER, 0)
+    beat.connect(server.heartbeat_endpoint)
+
+    def ask(frame0: bytes) -> wire.Message:
+        beat.send_multipart([b"", frame0])
+        assert beat.poll(2000)
+        return wire.decode(beat.recv_multipart()[1:])
+
+    try:
+        assert ask(wire.encode("ping", "p")[0]).type == "ping"
+        for type_, code in (("get_params", "bad_value"), ("shutdown", "bad_value"),
+                            ("frobnicate", "unknown_type")):
+            rep = ask(wire.encode(type_, "x")[0])
+            assert (rep.id, rep.fields["code"]) == ("x", code)
+            assert "answers only ping" in rep.fields["message"]
+            assert "known:" not in rep.fields["message"]  # the main socket's list is not ours
+        assert ask(b"garbage").fields["code"] == "bad_json"
+        assert ask(b'{"v":2,"type":"ping","id":"v"}').fields["code"] == "bad_version"
+    finally:
+        beat.close(0)
+        server.close()
+        ctx.term()
+
+
 def test_killed_and_stopped_servers_are_detected_and_their_work_done_elsewhere(fakes) -> None:
     from optimizer.simulators.remote import RemoteSimulator
 

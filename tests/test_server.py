@@ -270,3 +270,38 @@ def test_remote_simulator_over_two_servers_survives_one_dying():
     threads[0].join(5)
     for s in servers:
         s.close()
+
+
+def test_the_last_reply_is_delivered_although_close_follows_at_once():
+    """A recycle (or shutdown) reply of several MB is still queued when close() runs; the
+    socket lingers for it instead of dropping it as the process exits."""
+    server = RenderServer(FakeBackend(), max_renders=1)
+    endpoint = server.bind("tcp://127.0.0.1:*", heartbeat=None)
+    ctx = zmq.Context()
+    dealer = ctx.socket(zmq.DEALER)
+    dealer.setsockopt(zmq.LINGER, 0)
+    dealer.connect(endpoint)
+    try:
+        dealer.send_multipart([b"", *wire.encode("render", "big", {"n": 1, "seed": 0,
+                                                                   "width": 1024,
+                                                                   "height": 1024})])
+        assert server.step(timeout_ms=10000) is False  # recycled: the loop ends
+        server.close()
+        assert dealer.poll(10000)
+        rep = wire.decode(dealer.recv_multipart()[1:])
+        assert rep.id == "big" and rep.fields["recycle"] is True
+        assert rep.fields["items"][0]["image"].shape == (1024, 1024, 3)
+    finally:
+        dealer.close(0)
+        server.close()
+        ctx.term()
+
+
+def test_latents_must_be_two_dimensional_and_the_message_says_so(server):
+    one = server.state.space.sample(1, np.random.default_rng(0))  # (1, 5)
+    rep = ask(server, "render", {"latents": np.zeros((1, 6))})
+    assert rep.fields["code"] == "bad_value"
+    assert rep.fields["message"] == "latents: expected shape (K, 5), got (1, 6)"
+    for flat in (one[0], one[0].tolist()):  # a single row without its K axis is refused
+        assert ask(server, "render", {"latents": flat}).fields["code"] == "bad_type"
+    assert ask(server, "render", {"latents": one}).type == "render"

@@ -99,9 +99,11 @@ def add_simulator_options(p: argparse.ArgumentParser) -> None:
                    "instead of --server; off loopback it needs --curve (this side is then the "
                    "CURVE server: server.key_secret + authorized/)")
     p.add_argument("--heartbeat-s", type=float, metavar="S",
-                   help="ping render servers every S seconds; 3 missed in a row (a killed or "
-                   "hung server) drop it and its work goes to the others (default "
-                   f"{_SIMULATOR.heartbeat_s:g}; 0 = off)")
+                   help="with --server (or local servers): ping each server's heartbeat "
+                   "socket every S s; with --listen: the beat period expected of joined "
+                   "servers (their `serve --connect --heartbeat-s`). 3 periods without a beat "
+                   "(a killed or hung server) drop it and its work goes to the others "
+                   f"(default {_SIMULATOR.heartbeat_s:g}; 0 = off, not with --listen)")
     p.add_argument("--curve", metavar="DIR", help="CURVE key folder (`autosim keys`) to "
                    "authenticate to --server render servers (local ones use it too)")
 

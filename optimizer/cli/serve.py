@@ -13,20 +13,25 @@ class ServeCommand(Command):
     help = "run a render server in this process (bpy module)"
 
     def add_arguments(self, p: argparse.ArgumentParser) -> None:
-        p.add_argument("--scene", default="clevr", help="a built-in example scene")
+        p.add_argument("--scene", default="clevr", help="built-in example scene (default clevr)")
         p.add_argument("--blend", help="serve this .blend's autosim bindings (not --scene)")
-        p.add_argument("--bind", default="tcp://127.0.0.1:5555")
+        p.add_argument("--bind", default="tcp://127.0.0.1:5555", metavar="tcp://HOST:PORT",
+                       help="where to listen (default tcp://127.0.0.1:5555; port * = any free "
+                       "one, printed on the AUTOSIM_READY line)")
         p.add_argument("--connect", metavar="tcp://HOST:PORT",
                        help="join an optimizer's --listen address instead of binding")
-        p.add_argument("--heartbeat-s", type=float, default=2.0,
-                       help="with --connect: beat to the optimizer every S seconds")
+        p.add_argument("--heartbeat-s", type=float, default=2.0, metavar="S",
+                       help="with --connect: beat to the optimizer every S seconds (default "
+                       "2; keep it at the optimizer's --heartbeat-s); ignored with --bind")
         p.add_argument("--max-renders", type=int, default=0, metavar="N",
                        help="exit after N images so a supervisor restarts a fresh process")
-        p.add_argument("--threads", type=int, default=0)
-        p.add_argument("--params")
+        p.add_argument("--threads", type=int, default=0, metavar="N",
+                       help="Cycles render threads (default 0 = all cores)")
+        p.add_argument("--params", metavar="SPACE.json",
+                       help="parameter-space JSON to start from (default: the scene's)")
         p.add_argument("--curve", metavar="DIR", help="CURVE key folder (`autosim keys`): "
                        "only its authorized clients get answers; required off loopback")
-        p.add_argument("--max-message-mb", type=float, default=256.0,
+        p.add_argument("--max-message-mb", type=float, default=256.0, metavar="MB",
                        help="largest request accepted, MiB (default 256)")
 
     def run(self, args: argparse.Namespace) -> int:
