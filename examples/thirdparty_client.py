@@ -257,12 +257,10 @@ def latent_size(space):
 
 
 def _bernoulli_logit(p):
-    # The doc says "a bernoulli gives one `logit`" but never names the key in space.params.
-    for key in ("logit", "logits"):
-        if key in p:
-            val = p[key]
-            return float(val[0] if isinstance(val, list) else val)
-    raise ClientError(f"bernoulli {p['name']!r}: no logit key in {sorted(p)}")
+    # "The parameter space": a bernoulli's key is `logit`, one number.
+    if "logit" not in p:
+        raise ClientError(f"bernoulli {p['name']!r}: no 'logit' key in {sorted(p)}")
+    return float(p["logit"])
 
 
 def psi_from_space(space, *, overrides=None):
