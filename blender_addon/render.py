@@ -5,6 +5,9 @@ uncompressed multilayer EXR on /dev/shm read back with the OpenImageIO module bu
 bpy wheel (the Render Result has no pixels in background mode). The image is converted to
 8-bit sRGB in numpy, matching Blender's own PNG with the 'Standard' view transform; labels come
 from the object-index pass. assign() writes a property only when it changes.
+
+A latent renders the same pixels whatever the process rendered before (docs/protocol.md 9):
+every render_frame() has a new Cycles session (_fresh_session).
 """
 
 from __future__ import annotations
@@ -123,7 +126,7 @@ def configure(scene, width: int, height: int, samples: int = 4, bounces: int = 4
     r = scene.render
     r.engine = "CYCLES"
     set_resolution(scene, width, height)
-    r.use_persistent_data = True
+    r.use_persistent_data = False  # see _fresh_session
     r.use_compositing = False
     r.use_sequencer = False
     r.film_transparent = False
@@ -242,6 +245,21 @@ def _find(channels: dict, suffix: str) -> np.ndarray:
     raise KeyError(f"render has no channel *{suffix}; got {sorted(channels)}")
 
 
+def _fresh_session(scene) -> None:
+    """Render each frame in a new Cycles session, as a fresh process would.
+
+    A session kept by persistent data carries state from one render into the next, so an image
+    depended on what the process had rendered before: its evaluated scene missed writes to
+    scene.cycles.* (samples, bounces), it never lowers its integrator's sample count
+    (Session::update_scene only raises it; the reset flag it gets was cleared just before) and
+    lays the blue-noise pattern out over that count, and it renders slightly differently once
+    it has held more objects. configure() switches persistent data off; a scene that has it on
+    (the artist's, in the add-on) has its session freed here."""
+    if scene.render.use_persistent_data:
+        scene.render.use_persistent_data = False  # its RNA update frees the session
+        scene.render.use_persistent_data = True
+
+
 def render_frame(scene, objects, *, png_path: str | None = None,
                  quiet: bool = True) -> RenderResult:
     """Render `scene` and return pixels and labels.
@@ -252,6 +270,7 @@ def render_frame(scene, objects, *, png_path: str | None = None,
     """
     class_of = {int(p): int(c) for p, c in objects}
     t0 = time.perf_counter()
+    _fresh_session(scene)
     with _quiet_stdout(quiet):
         bpy.ops.render.render(write_still=False, scene=scene.name)
     t1 = time.perf_counter()
