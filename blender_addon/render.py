@@ -5,6 +5,10 @@ uncompressed multilayer EXR on /dev/shm read back with the OpenImageIO module bu
 bpy wheel (the Render Result has no pixels in background mode). The image is converted to
 8-bit sRGB in numpy, matching Blender's own PNG with the 'Standard' view transform; labels come
 from the object-index pass. assign() writes a property only when it changes.
+
+A latent renders the same pixels whatever the process rendered before (docs/protocol.md 9):
+every render_frame() has a new Cycles session (_fresh_session), and assign() tags the ID of a
+Python-defined property it writes so any depsgraph sees the new value (_tag).
 """
 
 from __future__ import annotations
@@ -97,12 +101,10 @@ def set_quality(scene, samples, bounces) -> tuple[int, int]:
     s = int(min(max(round(_finite(samples, 1.0)), 1), 4096))
     b = int(min(max(round(_finite(bounces, 0.0)), 0), 64))
     cy = scene.cycles
-    if cy.samples != s:
-        cy.samples = s
-    for attr in ("max_bounces", "diffuse_bounces", "glossy_bounces",
-                 "transmission_bounces", "volume_bounces", "transparent_max_bounces"):
-        if getattr(cy, attr) != b:
-            setattr(cy, attr, b)
+    for attr, v in (("samples", s), ("max_bounces", b), ("diffuse_bounces", b),
+                    ("glossy_bounces", b), ("transmission_bounces", b), ("volume_bounces", b),
+                    ("transparent_max_bounces", b)):
+        assign(cy, attr, v)
     return s, b
 
 
@@ -123,7 +125,7 @@ def configure(scene, width: int, height: int, samples: int = 4, bounces: int = 4
     r = scene.render
     r.engine = "CYCLES"
     set_resolution(scene, width, height)
-    r.use_persistent_data = True
+    r.use_persistent_data = False  # see _fresh_session
     r.use_compositing = False
     r.use_sequencer = False
     r.film_transparent = False
@@ -148,6 +150,7 @@ def configure(scene, width: int, height: int, samples: int = 4, bounces: int = 4
         vl.use_pass_combined = True
         vl.use_pass_object_index = True
     _exr_settings(scene)
+    _tag(scene)  # the cycles.* settings above are Python-defined properties (see _tag)
     return used
 
 
@@ -242,6 +245,21 @@ def _find(channels: dict, suffix: str) -> np.ndarray:
     raise KeyError(f"render has no channel *{suffix}; got {sorted(channels)}")
 
 
+def _fresh_session(scene) -> None:
+    """Render each frame in a new Cycles session, as a fresh process would.
+
+    A session kept by persistent data carries state from one render into the next, so an image
+    depended on what the process had rendered before: its evaluated scene missed writes to
+    scene.cycles.* (samples, bounces; see _tag), it never lowers its integrator's sample count
+    (Session::update_scene only raises it; the reset flag it gets was cleared just before) and
+    lays the blue-noise pattern out over that count, and it renders slightly differently once
+    it has held more objects. configure() switches persistent data off; a scene that has it on
+    (the artist's, in the add-on) has its session freed here."""
+    if scene.render.use_persistent_data:
+        scene.render.use_persistent_data = False  # its RNA update frees the session
+        scene.render.use_persistent_data = True
+
+
 def render_frame(scene, objects, *, png_path: str | None = None,
                  quiet: bool = True) -> RenderResult:
     """Render `scene` and return pixels and labels.
@@ -252,6 +270,7 @@ def render_frame(scene, objects, *, png_path: str | None = None,
     """
     class_of = {int(p): int(c) for p, c in objects}
     t0 = time.perf_counter()
+    _fresh_session(scene)
     with _quiet_stdout(quiet):
         bpy.ops.render.render(write_still=False, scene=scene.name)
     t1 = time.perf_counter()
@@ -313,4 +332,19 @@ def assign(owner, attr: str, value) -> bool:
     if _same(getattr(owner, attr), value):
         return False
     setattr(owner, attr, value)
+    prop = owner.bl_rna.properties.get(attr)
+    if prop is None or getattr(prop, "is_runtime", True):
+        _tag(owner.id_data)
     return True
+
+
+def _tag(idb) -> None:
+    """Tag an ID written through a Python-defined property (an add-on's, e.g. scene.cycles.*).
+
+    Such a write tags only the transform, geometry and animation of its ID, which a Scene does
+    not have: a depsgraph that lives on (persistent data's, the viewport's) keeps the old
+    evaluated copy, and Cycles with persistent data went on rendering the samples and bounces
+    of an earlier latent until something else touched the scene. update_tag() makes every
+    depsgraph copy the ID again."""
+    if idb is not None:
+        idb.update_tag()

@@ -86,7 +86,7 @@ def _check_labels(name, placed, res):
 def test_configure_settings(scene):
     _, handle = _scene(scene)
     sc = handle.scene
-    assert sc.render.engine == "CYCLES" and sc.render.use_persistent_data
+    assert sc.render.engine == "CYCLES" and not sc.render.use_persistent_data
     assert not sc.render.use_compositing and sc.render.dither_intensity == 0
     assert not sc.cycles.use_denoising and not sc.cycles.use_adaptive_sampling
     assert sc.view_settings.view_transform == "Standard"
