@@ -54,6 +54,9 @@ def _args(argv: list[str]) -> argparse.Namespace:
                    "authorized clients get answers; required on a non-loopback --bind")
     p.add_argument("--max-message-mb", type=float, default=256.0,
                    help="largest request accepted, MiB (default 256)")
+    p.add_argument("--exit-with-parent", action="store_true",
+                   help="stop (as on SIGTERM) once the process that started this one is gone, "
+                   "e.g. an optimizer that was SIGKILLed and could not stop its local servers")
     p.add_argument("--quiet", action="store_true", help="no log lines on stderr")
     return p.parse_args(argv)
 
@@ -126,6 +129,22 @@ def _install_signal_handlers() -> dict:
     return {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
 
 
+def _watch_parent(log, period_s: float = 1.0) -> None:
+    """Poll the parent pid from a daemon thread; when the process is re-parented (its parent
+    died), SIGTERM itself, so the server stops the way a supervisor would stop it."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        import time
+
+        while os.getppid() == parent:
+            time.sleep(period_s)
+        log(f"parent process {parent} is gone: stopping")
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="autosim-parent-watch", daemon=True).start()
+
+
 def _restore_signal_handlers(previous: dict) -> None:
     for sig, handler in previous.items():
         signal.signal(sig, signal.SIG_DFL if handler is None else handler)
@@ -167,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
         blend = ""  # `blender -b my.blend -P serve.py`: serve the file Blender opened
     scene = args.scene or "clevr"
     previous_handlers = _install_signal_handlers()
+    if args.exit_with_parent:
+        _watch_parent(log)
     backend = server = None
     try:
         try:

@@ -301,3 +301,61 @@ def test_scene_default_fix_and_fix_none():
     assert [p.name for p in fixed.params if not p.fixed] == ["config"]
     assert fix_parameters(space, ["none"]).free_mask.all()
 
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            kids.append(int(stat.parent.name))
+    return kids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.blender
+def test_a_sigkilled_clevr_run_resumes_to_the_same_psi(tmp_path):
+    val = tmp_path / "val"
+    out = autosim("render", "--scene", "clevr", "--n", "6", "--size", "32", "--out", str(val),
+                  "--threads", "1")
+    assert out.returncode == 0, out.stderr
+    common = ["optimize", "--scene", "clevr", "--val", str(val), "--budget-images", "24",
+              "--k", "4", "--epochs", "1", "--threads", "1", "--seed", "1", "--no-progress"]
+    whole = autosim(*common, "--out", str(tmp_path / "whole"))
+    assert whole.returncode == 0, whole.stderr
+    run = tmp_path / "killed"
+    proc = subprocess.Popen([*PY, *common, "--out", str(run)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        _wait_lines(run, 3, proc)
+        servers = _children(proc.pid)
+        proc.kill()  # no atexit, no finally: the optimizer just vanishes
+        proc.wait(30)
+    finally:
+        proc.kill()
+    assert servers, "the run started no local server"
+    end = time.monotonic() + 30  # its local servers notice and stop by themselves
+    while any(_alive(p) for p in servers) and time.monotonic() < end:
+        time.sleep(0.2)
+    assert not any(_alive(p) for p in servers), "local servers outlived their optimizer"
+    assert len(_metrics(run)) < 6
+    out = autosim("optimize", "--resume", str(run))
+    assert out.returncode == 0, out.stderr
+    a, b = _metrics(tmp_path / "whole"), _metrics(run)
+    assert [r["iteration"] for r in b] == list(range(6))
+    for ra, rb in zip(a, b):
+        assert ra["images_rendered"] == rb["images_rendered"]
+        np.testing.assert_array_equal(ra["psi"], rb["psi"])
+    final = [ParameterSpace.from_json((d / "final_space.json").read_text()).psi
+             for d in (tmp_path / "whole", run)]
+    np.testing.assert_array_equal(*final)

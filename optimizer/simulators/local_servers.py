@@ -2,7 +2,9 @@
 
 Each server is `python -m blender_addon.serve` in its own process (bpy is one scene per
 process); it binds an ephemeral 127.0.0.1 port and reports it on its READY line. Servers are
-stopped on exit, Ctrl-C or error (context manager + atexit), never left behind.
+stopped on exit, Ctrl-C or error (context manager + atexit), never left behind; a SIGKILLed
+parent runs neither, so each server also stops itself once its parent is gone
+(`--exit-with-parent`).
 """
 
 from __future__ import annotations
@@ -62,7 +64,8 @@ class LocalServers:
         for i in range(self.count):
             what = ["--blend", self.blend] if self.blend else ["--scene", self.scene]
             cmd = [sys.executable, "-m", "blender_addon.serve", *what,
-                   "--bind", "tcp://127.0.0.1:*", "--threads", str(self.threads)]
+                   "--bind", "tcp://127.0.0.1:*", "--threads", str(self.threads),
+                   "--exit-with-parent"]
             if self.params:
                 cmd += ["--params", self.params]
             if self.curve:
