@@ -19,7 +19,6 @@ Same interface as RemoteSimulator: space, classes, render, render_stream, set_ps
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import itertools
 import time
@@ -29,6 +28,7 @@ from typing import Any
 import numpy as np
 import zmq
 
+from optimizer.simulators.chunks import ChunkQueue
 from optimizer.simulators.client import ServerError, ServerUnavailable
 from optimizer.simulators.remote import RemoteSimulator
 from protocol import wire
@@ -83,7 +83,7 @@ class FarmSimulator:
         self.left: dict[str, str] = {}  # worker -> why it was dropped
         self.dead_at: dict[str, float] = {}
         self._ids = itertools.count()
-        self._stream_state: dict | None = None
+        self._queue: ChunkQueue | None = None  # the running stream's
         self.space: ParameterSpace | None = None
         self.generation = 0
         self.wait_for_servers(min_servers, join_timeout_s)
@@ -153,8 +153,8 @@ class FarmSimulator:
         return got
 
     def _requeue(self, items: list[tuple[int, np.ndarray]]) -> None:
-        if self._stream_state is not None:
-            self._stream_state["retry"].extend(items)
+        if self._queue is not None:
+            self._queue.put_back(items)
 
     def _on_message(self, identity: bytes, msg: wire.Message, got: list) -> None:
         now = time.monotonic()
@@ -241,39 +241,26 @@ class FarmSimulator:
     def _stream(self, chunks: Iterable[np.ndarray], width: int, height: int,
                 depth: int | None = None) -> Iterator[tuple[np.ndarray, list[dict]]]:
         credit = depth or self.credit
-        source = iter(chunks)
-        state = {"retry": collections.deque()}
-        self._stream_state = state
-        retry = state["retry"]
+        chunk_queue = ChunkQueue(chunks, self.space.validate_latents)
+        self._queue = chunk_queue
         done: dict[int, tuple[np.ndarray, list[dict]]] = {}
-        finished: set[int] = set()
-        sent_seq = next_out = 0
-        exhausted = False
+        next_out = 0
         idle_since = time.monotonic()
         try:
             while True:
                 for w in list(self.workers.values()):  # credit: top each server up
                     while len(w.inflight) < credit:
-                        if retry:
-                            seq, lat = retry.popleft()
-                            if seq in finished:
-                                continue
-                        elif not exhausted:
-                            try:
-                                lat = self.space.validate_latents(next(source))
-                            except StopIteration:
-                                exhausted = True
-                                break
-                            seq, sent_seq = sent_seq, sent_seq + 1
-                        else:
+                        chunk = chunk_queue.next()
+                        if chunk is None:
                             break
+                        seq, lat = chunk
                         rid = self._send(w.identity, "render",
                                          {"latents": lat, "width": width, "height": height})
                         w.inflight[rid] = (seq, lat, time.monotonic())
                 while next_out in done:
                     yield done.pop(next_out)
                     next_out += 1
-                if exhausted and not retry and next_out == sent_seq:
+                if chunk_queue.drained and next_out == chunk_queue.sent:
                     return
                 if self.workers:
                     idle_since = time.monotonic()
@@ -290,19 +277,18 @@ class FarmSimulator:
                         code = str(msg.fields.get("code"))
                         if code in ("render_failed", "internal"):
                             raise ServerError(w.worker, code, str(msg.fields.get("message")))
-                        retry.extend(self._drop(w, f"{code}: {msg.fields.get('message')}"))
-                        retry.append((seq, lat))
+                        chunk_queue.put_back(self._drop(w, f"{code}: {msg.fields.get('message')}"))
+                        chunk_queue.put_back([(seq, lat)])
                         continue
                     w.progress_at = time.monotonic()
-                    if seq in finished:
+                    if not chunk_queue.finish(seq):
                         continue  # rendered twice (re-dispatched): counted once
-                    finished.add(seq)
                     w.rendered += len(lat)
                     done[seq] = (lat, msg.fields["items"])
                     if msg.fields.get("recycle"):  # it exits now: the rest goes elsewhere
-                        retry.extend(self._drop(w, "recycled (--max-renders)"))
+                        chunk_queue.put_back(self._drop(w, "recycled (--max-renders)"))
         finally:
-            self._stream_state = None
+            self._queue = None
 
     def _wait_ms(self) -> int:
         return max(10, int(min(1.0, self.heartbeat_s / 4) * 1000))
