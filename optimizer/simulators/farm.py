@@ -179,6 +179,8 @@ class FarmSimulator:
         w.heard = now
         if msg.id in w.inflight:
             got.append((msg.id, msg))  # anything else (set_params replies) needs nothing
+        elif msg.fields.get("recycle"):  # a reply no longer waited for, but it exits now
+            self._requeue(self._drop(w, "recycled (--max-renders)"))
 
     def _join(self, identity: bytes, msg: wire.Message, now: float) -> None:
         f = msg.fields
@@ -191,11 +193,16 @@ class FarmSimulator:
             self.log(f"render server {f.get('worker')} serves {f.get('scene')!r}, not "
                      f"{self.scene!r}: ignored")
             return
-        old = self.workers.pop(identity, None)
-        if old is not None:  # it restarted with the same id: what it had is lost
+        worker = str(f.get("worker", identity.hex()))
+        old = self.workers.get(identity)
+        if old is not None and old.worker == worker:  # the same process again: its first beat
+            old.heard = now  # overtook its `ready` and was answered `rejoin`; it still
+            return           # renders what it holds
+        if old is not None:  # a new process with the same id: what the old one had is lost
+            self.workers.pop(identity)
             self._requeue([(seq, lat) for seq, lat, _s in old.inflight.values()])
-        self.workers[identity] = Worker(identity, str(f.get("worker", identity.hex())),
-                                        joined=now, heard=now, progress_at=now)
+        self.workers[identity] = Worker(identity, worker, joined=now, heard=now,
+                                        progress_at=now)
         self.left.pop(self.workers[identity].worker, None)
         self.log(f"render server {self.workers[identity].worker} joined")
         if self.space is not None and f["psi"] != self.space.psi.tolist():
@@ -281,10 +288,9 @@ class FarmSimulator:
                         chunk_queue.put_back([(seq, lat)])
                         continue
                     w.progress_at = time.monotonic()
-                    if not chunk_queue.finish(seq):
-                        continue  # rendered twice (re-dispatched): counted once
-                    w.rendered += len(lat)
-                    done[seq] = (lat, msg.fields["items"])
+                    if chunk_queue.finish(seq):  # rendered twice (re-dispatched): counted once
+                        w.rendered += len(lat)
+                        done[seq] = (lat, msg.fields["items"])
                     if msg.fields.get("recycle"):  # it exits now: the rest goes elsewhere
                         chunk_queue.put_back(self._drop(w, "recycled (--max-renders)"))
         finally:
