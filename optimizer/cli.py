@@ -39,6 +39,10 @@ def _servers_options(p: argparse.ArgumentParser) -> None:
                    "hung server) drop it and its work goes to the others (default 2; 0 = off)")
     p.add_argument("--curve", metavar="DIR", help="CURVE key folder (`autosim keys`) to "
                    "authenticate to --server render servers (local ones use it too)")
+    p.add_argument("--max-renders", type=int, default=0, metavar="N",
+                   help="local servers: each exits after N images and a fresh one takes its "
+                   "place (bounds Blender's memory growth; 0 = never). Servers you start "
+                   "take it themselves: `autosim serve --max-renders N`")
 
 
 def _publish_option(p: argparse.ArgumentParser) -> None:

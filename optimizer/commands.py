@@ -10,6 +10,7 @@ from pathlib import Path
 
 from optimizer.dataset_render import render_dataset  # noqa: F401  (bench, demo use it here)
 from optimizer.errors import CliError
+from optimizer.simulators.farm import FarmSimulator
 from optimizer.simulators.local_servers import LocalServers
 from optimizer.simulators.remote import RemoteSimulator
 from protocol.space import ParameterSpace, SpaceError
@@ -56,18 +57,22 @@ def open_simulator(args: argparse.Namespace, scene: str,
     curve = getattr(args, "curve", None)
     if curve is not None and not Path(curve).is_dir():
         raise CliError(f"--curve {curve}: no such key folder (make one with autosim keys)")
+    max_renders = int(getattr(args, "max_renders", 0) or 0)
+    if max_renders < 0:
+        raise CliError(f"--max-renders must be >= 0, got {max_renders}")
+    if max_renders and (args.server or getattr(args, "listen", None)):
+        raise CliError("--max-renders recycles local servers; servers you start take it "
+                       "themselves (`autosim serve --max-renders N`)")
     if getattr(args, "listen", None):
         if args.server:
             raise CliError("--listen and --server: choose one (servers join a --listen "
                            "address with `autosim serve --connect`)")
-        from optimizer.simulators.farm import FarmSimulator
-
         print(f"autosim: waiting for render servers on {args.listen} (`autosim serve "
               f"--connect {args.listen}`)", file=sys.stderr, flush=True)
         try:
             farm = FarmSimulator(args.listen, curve=curve, timeout_s=args.timeout,
                                  heartbeat_s=_heartbeat(args) or 2.0,
-                                 join_timeout_s=args.timeout)
+                                 join_timeout_s=args.timeout, log=_stderr)
         except OSError as exc:
             raise CliError(f"--listen: {exc}") from None
         with farm as sim:
@@ -85,10 +90,38 @@ def open_simulator(args: argparse.Namespace, scene: str,
         _check_scene(scene)
     if args.local_servers < 1:
         raise CliError(f"--local-servers must be at least 1, got {args.local_servers}")
+    if max_renders:
+        with _local_farm(args, scene, blend, curve, max_renders) as sim:
+            yield sim
+        return
     with LocalServers(scene, args.local_servers, threads=args.threads,
                       blend=blend, curve=curve) as endpoints:
         with _remote(endpoints, args.timeout, curve, _heartbeat(args)) as sim:
             yield sim
+
+
+@contextlib.contextmanager
+def _local_farm(args: argparse.Namespace, scene: str, blend: str | None, curve: str | None,
+                max_renders: int) -> Iterator[FarmSimulator]:
+    """Local servers that recycle: they join a loopback listener (protocol v2), so the one
+    that replaces a recycled or crashed server is taken into the running optimisation."""
+    heartbeat_s = _heartbeat(args) or 2.0
+    try:
+        farm = FarmSimulator("tcp://127.0.0.1:*", curve=curve, timeout_s=args.timeout,
+                             heartbeat_s=heartbeat_s, min_servers=0)
+    except OSError as exc:
+        raise CliError(f"local servers: {exc}") from None
+    servers = LocalServers(scene, args.local_servers, threads=args.threads, blend=blend,
+                           curve=curve, connect=farm.endpoint, max_renders=max_renders,
+                           heartbeat_s=heartbeat_s, log=_stderr)
+    with farm as sim, servers:
+        sim.wait_for_servers(args.local_servers, servers.startup_timeout_s)
+        yield sim
+
+
+def _stderr(msg: str) -> None:
+    """Farm events (servers joining, dropped, restarted): what an operator wants to see."""
+    print(f"autosim: {msg}", file=sys.stderr, flush=True)
 
 
 def _heartbeat(args: argparse.Namespace) -> float:

@@ -54,6 +54,9 @@ def run_demo(args: argparse.Namespace) -> int:
     if getattr(args, "listen", None):
         raise CliError("demo takes --server or local servers, not --listen (use "
                        "`autosim optimize --listen`)")
+    if getattr(args, "max_renders", 0):
+        raise CliError("demo does not recycle its servers: drop --max-renders (use "
+                       "`autosim optimize --max-renders N`)")
     curve = getattr(args, "curve", None)
     from optimizer.publish import check
 

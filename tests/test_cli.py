@@ -32,6 +32,9 @@ def test_help_and_version():
     (["render", "--n", "1", "--size", "3", "--out", "x"], "--size"),
     (["render", "--n", "1", "--out", "x", "--server", "tcp://127.0.0.1:9", "--timeout", "1"],
      "did not answer"),
+    (["render", "--n", "1", "--out", "x", "--server", "tcp://127.0.0.1:9", "--max-renders",
+      "5"], "servers you start take it themselves"),
+    (["render", "--n", "1", "--out", "x", "--max-renders", "-1"], "--max-renders must be >= 0"),
 ])
 def test_bad_input_is_one_readable_line(args, needle):
     out = autosim(*args, timeout=60)
