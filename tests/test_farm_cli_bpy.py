@@ -1,7 +1,7 @@
 """The render farm from the command line, real processes only: `autosim optimize` with
 recycling local servers (--max-renders), and `autosim optimize --listen` joined by
-`autosim serve --connect` processes, one of them late. Small clevr runs (32 px, K=4, one
-epoch)."""
+`autosim serve --connect` processes, one of them late, and by the Slurm recipe's array-task
+body (examples/farm/) run with plain bash. Small clevr runs (32 px, K=4, one epoch)."""
 
 from __future__ import annotations
 
@@ -169,3 +169,52 @@ def test_listen_with_two_serve_processes_one_joining_late(tmp_path, val, group) 
         stop(proc)
     early, late = (images_of(tmp_path / f"s{n}.log") for n in (0, 1))
     assert early >= 4 and late > 0 and early + late == 32  # 4: the first iteration's
+
+
+def test_slurm_array_body_runs_with_bash_for_two_local_tasks(tmp_path, val, group) -> None:
+    """Task 0 runs the whole sbatch script (its #SBATCH lines are comments to bash), task 1
+    the body it calls; both recycle (MAX_RENDERS) inside the body's loop."""
+    tasks = []
+
+    def join(address: str, n: int) -> None:
+        script = ("render.sbatch", "render-server.sh")[n]
+        tasks.append(group(["bash", str(ROOT / "examples" / "farm" / script)],
+                           tmp_path / f"task{n}.log", {
+                               "SLURM_ARRAY_JOB_ID": "4242", "SLURM_ARRAY_TASK_ID": str(n),
+                               "SLURM_CPUS_PER_TASK": "1", "OPTIMIZER": address,
+                               "AUTOSIM": str(ROOT), "AUTOSIM_PYTHON": sys.executable,
+                               "MAX_RENDERS": "8"}))
+
+    run, err = listening_run(tmp_path, val, group, 40, join)
+    assert_complete(run, 40)
+    for proc in tasks:
+        assert proc.poll() is None  # a recycled server was followed by a fresh one
+        stop(proc)
+    logs = [(tmp_path / f"task{n}.log").read_text() for n in (0, 1)]
+    per_task = [[int(x) for x in re.findall(r"stopped after (\d+) images", t)] for t in logs]
+    for n, text in enumerate(logs):
+        assert f"array task {n} of job 4242: joining tcp://127.0.0.1:" in text, text[-2000:]
+        assert sum(per_task[n]) > 0, text[-2000:]  # both tasks rendered
+    # every image rendered once, by a process of either task; 40 images at 8 per process
+    assert sum(map(sum, per_task)) == 40, per_task
+    assert sum(t.count("recycling: 8 images rendered") for t in logs) >= 3, per_task
+    worked = sum(1 for lives in per_task for images in lives if images)
+    assert err.count(" joined") >= worked >= 4, err[-3000:]  # each process joins anew
+
+
+def test_the_array_body_ends_with_a_server_that_fails(tmp_path) -> None:
+    """Only exit 0 (recycled) starts a fresh server: a failing one ends the task with its
+    status, so Slurm records the failure instead of a loop restarting it for hours."""
+    done = subprocess.run(["bash", str(ROOT / "examples" / "farm" / "render-server.sh")],
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                          env={**env(), "OPTIMIZER": "127.0.0.1:9", "SCENE": "no-such-scene",
+                               "AUTOSIM_PYTHON": sys.executable, "AUTOSIM": str(ROOT)})
+    assert done.returncode == 2, done.stderr
+    assert "invalid choice: 'no-such-scene'" in done.stderr
+    assert done.stderr.count("server exited with 2: task ends") == 1
+    missing = subprocess.run(["bash", str(ROOT / "examples" / "farm" / "render-server.sh")],
+                             capture_output=True, text=True, timeout=60,
+                             env={k: v for k, v in env().items() if k != "OPTIMIZER"})
+    assert missing.returncode != 0 and "set OPTIMIZER=host:port" in missing.stderr
+    docs = (ROOT / "docs" / "farm.md").read_text()
+    assert (ROOT / "examples" / "farm" / "render.sbatch").read_text() in docs  # shown as is
