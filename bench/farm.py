@@ -1,13 +1,20 @@
-"""Render farm figures (issue 13), loopback only, fake-backend server processes, bounded in time.
+"""Render farm figures (issue 13), loopback only, bounded in time.
 
-- detection: 3 servers; one SIGKILLed, one SIGSTOPped while a stream runs; seconds from the
-  signal until the optimizer drops the server, for `--server` (heartbeat socket) and
-  `--listen` (servers join) at --heartbeat-s x 3;
-- throughput: N = 1, 2, 4 servers whose fake renderer spends --cpu-s of CPU per image (one core
-  each), images/s and the scaling against one server. The machine's cores cap it: on 2 cores
-  4 servers cannot beat 2x.
+- detection (fake-backend server processes): 3 servers; one SIGKILLed, one SIGSTOPped while
+  a stream runs; seconds from the signal until the optimizer drops the server, for
+  `--server` (heartbeat socket) and `--listen` (servers join) at --heartbeat-s x 3;
+- throughput (fake-backend): N = 1, 2, 4 servers whose fake renderer spends --cpu-s of CPU
+  per image (one core each), images/s and the scaling against one server. The machine's
+  cores cap it: on 2 cores 4 servers cannot beat 2x;
+- chaos (real bpy clevr servers, bench/farm_chaos.py): 2000 images while one server is
+  SIGKILLed every --kill-every s and replaced; delivery, masks and pixels against an
+  undisturbed run, slowest iteration against the median, wasted renders;
+- malformed (a real bpy clevr server, bench/farm_malformed.py): 10,000 hostile messages;
+  error replies, deaths, resident-memory growth.
 
-    PYTHONPATH=. python bench/farm.py [--heartbeat-s 2] [--cpu-s 0.02] [--n 200]
+    PYTHONPATH=. python bench/farm.py [detection|throughput|chaos|malformed] [options]
+
+Without a subcommand: detection and throughput, as before.
 """
 
 from __future__ import annotations
@@ -141,16 +148,39 @@ def throughput(counts: list[int], cpu_s: float, n: int) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("what", nargs="?", default="fake",
+                   choices=("fake", "detection", "throughput", "chaos", "malformed"),
+                   help="fake (default) = detection + throughput")
     p.add_argument("--heartbeat-s", type=float, default=2.0)
     p.add_argument("--cpu-s", type=float, default=0.02)
-    p.add_argument("--n", type=int, default=200)
-    p.add_argument("--servers", default="1,2,4")
+    p.add_argument("--n", type=int, help="images (throughput 200, chaos 2000) or messages "
+                   "(malformed 10000)")
+    p.add_argument("--servers", help="throughput: counts (default 1,2,4); chaos: how many "
+                   "(default 2)")
+    p.add_argument("--k", type=int, default=16, help="chaos: images per iteration")
+    p.add_argument("--kill-every", type=float, default=20.0, help="chaos: seconds")
     args = p.parse_args()
-    print(json.dumps({"cores": os.cpu_count(), "heartbeat_s": args.heartbeat_s, "liveness": 3,
-                      "detection_s": detection(args.heartbeat_s)}), flush=True)
-    counts = [int(x) for x in args.servers.split(",")]
-    print(json.dumps({"cpu_s_per_image": args.cpu_s, "n": args.n,
-                      "throughput": throughput(counts, args.cpu_s, args.n)}), flush=True)
+    if args.what in ("fake", "detection"):
+        print(json.dumps({"cores": os.cpu_count(), "heartbeat_s": args.heartbeat_s,
+                          "liveness": 3, "detection_s": detection(args.heartbeat_s)}),
+              flush=True)
+    if args.what in ("fake", "throughput"):
+        counts = [int(x) for x in (args.servers or "1,2,4").split(",")]
+        n = args.n or 200
+        print(json.dumps({"cpu_s_per_image": args.cpu_s, "n": n,
+                          "throughput": throughput(counts, args.cpu_s, n)}), flush=True)
+    if args.what == "chaos":
+        from farm_chaos import chaos  # bench/ is on sys.path as a script
+
+        n, servers = args.n or 2000, int(args.servers or 2)
+        print(json.dumps({"cores": os.cpu_count(), "servers": servers, "n": n, "k": args.k,
+                          "heartbeat_s": args.heartbeat_s, "kill_every_s": args.kill_every,
+                          "chaos": chaos(n, args.k, 32, servers, args.kill_every,
+                                         args.heartbeat_s)}), flush=True)
+    if args.what == "malformed":
+        from farm_malformed import malformed
+
+        print(json.dumps({"malformed": malformed(args.n or 10_000)}), flush=True)
 
 
 if __name__ == "__main__":

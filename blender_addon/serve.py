@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         if backend is not None:
             backend.close()
         _restore_signal_handlers(previous_handlers)
-    log("stopped")
+    log(f"stopped after {server.rendered_total if server else 0} images")
     return 0
 
 

@@ -75,6 +75,9 @@ def run_demo(cfg: DemoConfig) -> int:
     if opts.listen:
         raise CliError("demo takes --server or local servers, not --listen (use "
                        "`autosim optimize --listen`)")
+    if opts.max_renders:
+        raise CliError("demo does not recycle its servers: drop --max-renders (use "
+                       "`autosim optimize --max-renders N`)")
     from optimizer.publish import check
 
     check(cfg.publish, opts.curve)  # before any server starts

@@ -27,6 +27,7 @@ class SimulatorOptions:
     timeout: float = 120.0
     heartbeat_s: float = 2.0
     curve: str | None = None
+    max_renders: int = 0      # local servers: recycle each after N images (0 = never)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "server", tuple(self.server))
@@ -39,6 +40,11 @@ class SimulatorOptions:
         if self.listen and self.server:
             raise CliError("--listen and --server: choose one (servers join a --listen "
                            "address with `autosim serve --connect`)")
+        if self.max_renders < 0:
+            raise CliError(f"--max-renders must be >= 0, got {self.max_renders}")
+        if self.max_renders and (self.server or self.listen):
+            raise CliError("--max-renders recycles local servers; servers you start take it "
+                           "themselves (`autosim serve --max-renders N`)")
         if self.curve is not None and not Path(self.curve).is_dir():
             raise CliError(f"--curve {self.curve}: no such key folder (make one with "
                            f"autosim keys)")
@@ -85,7 +91,7 @@ def open_simulator(ref: SceneRef, opts: SimulatorOptions) -> Iterator[Any]:
         try:
             farm = FarmSimulator(opts.listen, curve=opts.curve, timeout_s=opts.timeout,
                                  heartbeat_s=opts.heartbeat_s or 2.0,
-                                 join_timeout_s=opts.timeout)
+                                 join_timeout_s=opts.timeout, log=_stderr)
         except OSError as exc:
             raise CliError(f"--listen: {exc}") from None
         with farm as sim:
@@ -99,10 +105,41 @@ def open_simulator(ref: SceneRef, opts: SimulatorOptions) -> Iterator[Any]:
         return
     from optimizer.simulators.local_servers import LocalServers
 
-    with LocalServers(ref.scene if ref.scene != BLEND else "blend", opts.local_servers,
-                      threads=opts.threads, blend=ref.blend, curve=opts.curve) as endpoints:
+    if opts.max_renders:
+        with _local_farm(ref, opts) as sim:
+            yield sim
+        return
+    with LocalServers(ref.scene, opts.local_servers, threads=opts.threads, blend=ref.blend,
+                      curve=opts.curve) as endpoints:
         with _remote(endpoints, opts) as sim:
             yield sim
+
+
+@contextlib.contextmanager
+def _local_farm(ref: SceneRef, opts: SimulatorOptions) -> Iterator[Any]:
+    """Local servers that recycle: they join a loopback listener (protocol v2), so the one
+    that replaces a recycled or crashed server is taken into the running optimisation."""
+    from optimizer.simulators.farm import FarmSimulator
+    from optimizer.simulators.local_servers import LocalServers
+
+    heartbeat_s = opts.heartbeat_s or 2.0
+    try:
+        farm = FarmSimulator("tcp://127.0.0.1:*", curve=opts.curve, timeout_s=opts.timeout,
+                             heartbeat_s=heartbeat_s, min_servers=0)
+    except OSError as exc:
+        raise CliError(f"local servers: {exc}") from None
+    servers = LocalServers(ref.scene, opts.local_servers, threads=opts.threads, blend=ref.blend,
+                           curve=opts.curve, connect=farm.endpoint,
+                           max_renders=opts.max_renders, heartbeat_s=heartbeat_s, log=_stderr)
+    with farm as sim, servers:
+        sim.wait_for_servers(opts.local_servers, servers.startup_timeout_s)
+        _check_serves(ref, sim, "local servers")
+        yield sim
+
+
+def _stderr(msg: str) -> None:
+    """Farm events (servers joining, dropped, restarted): what an operator wants to see."""
+    print(f"autosim: {msg}", file=sys.stderr, flush=True)
 
 
 def _check_serves(ref: SceneRef, sim: Any, who: str) -> None:

@@ -32,6 +32,9 @@ def test_help_and_version():
     (["render", "--n", "1", "--size", "3", "--out", "x"], "--size"),
     (["render", "--n", "1", "--out", "x", "--server", "tcp://127.0.0.1:9", "--timeout", "1"],
      "did not answer"),
+    (["render", "--n", "1", "--out", "x", "--server", "tcp://127.0.0.1:9", "--max-renders",
+      "5"], "servers you start take it themselves"),
+    (["render", "--n", "1", "--out", "x", "--max-renders", "-1"], "--max-renders must be >= 0"),
 ])
 def test_bad_input_is_one_readable_line(args, needle):
     out = autosim(*args, timeout=60)
@@ -77,3 +80,12 @@ def test_render_writes_a_consistent_dataset(tmp_path):
         labels = (out_dir / "labels" / f"{it['file']}.txt").read_text().split("\n")
         classes = sorted({int(line.split()[0]) + 1 for line in labels if line})
         assert classes == sorted(set(np.unique(mask)) - {0})
+
+
+def test_the_command_line_and_serve_do_not_import_torch():
+    # a render node runs `autosim serve`: it must not pay for (or need) torch at startup
+    code = ("import sys; from optimizer.cli import build_parser; build_parser(); "
+            "import blender_addon.serve; print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "False", out.stderr

@@ -136,3 +136,37 @@ def test_a_recycled_server_hands_back_its_work_and_its_successor_joins(procs) ->
     assert np.array_equal(np.concatenate([b.images for b in got]), reference(latents))
     ids = [i for b in got for i in b.item_ids]
     assert len(ids) == len(set(ids)) == 60
+
+
+def test_a_second_ready_from_a_busy_server_costs_nothing() -> None:
+    """A server's first beat can overtake its `ready` (two connections): the beat is answered
+    `rejoin` and the server announces itself again, maybe with requests in flight. That must
+    not throw their replies away (each would be rendered twice)."""
+    import threading
+
+    from optimizer.simulators.farm import FarmSimulator
+    from tests.fake_server import SlowFake
+
+    with FarmSimulator("tcp://127.0.0.1:*", heartbeat_s=0.3, min_servers=0,
+                       timeout_s=30) as sim:
+        server = RenderServer(SlowFake(0.01))
+        server.connect(sim.endpoint, heartbeat_s=0.3)
+        done = threading.Event()
+        loop = threading.Thread(target=lambda: [server.step(20) for _ in iter(done.is_set, True)])
+        loop.start()
+        try:
+            sim.wait_for_servers(1, 10)
+            latents = sim.space.sample(24, np.random.default_rng(4))
+            got = []
+            for i, batch in enumerate(sim.render_stream(
+                    [latents[i:i + 3] for i in range(0, 24, 3)], 16, 16)):
+                got.append(batch)
+                if i in (1, 4):
+                    server._rejoin.set()  # what a `rejoin` answer to its beat does
+                    time.sleep(0.1)  # it answers what it holds, then says `ready` again
+        finally:
+            done.set()
+            loop.join()
+            server.close()
+    assert server.rendered_total == 24 and not sim.left  # nothing rendered twice or dropped
+    assert np.array_equal(np.concatenate([b.images for b in got]), reference(latents))

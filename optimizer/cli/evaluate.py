@@ -11,7 +11,6 @@ from optimizer.cli.options import (
     scene_ref,
     simulator_options,
 )
-from optimizer.judge import mean_std
 
 
 class EvaluateCommand(Command):
@@ -35,6 +34,7 @@ class EvaluateCommand(Command):
 
     def run(self, args: argparse.Namespace) -> int:
         from optimizer.evaluate import evaluate
+        from optimizer.judge import mean_std
 
         ref = scene_ref(args)
         scores, metric = evaluate(

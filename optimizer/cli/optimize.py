@@ -16,8 +16,6 @@ from optimizer.cli.options import (
     simulator_options,
 )
 from optimizer.errors import CliError
-from optimizer.run import CONFIG
-from optimizer.run_config import RunConfig
 
 
 class OptimizeCommand(Command):
@@ -57,6 +55,8 @@ class OptimizeCommand(Command):
     def run(self, args: argparse.Namespace) -> int:
         from optimizer.optimize import print_summary, run_optimize
         from optimizer.publish import check
+        from optimizer.run import CONFIG
+        from optimizer.run_config import RunConfig
 
         check(args.publish, args.curve)
         if args.resume:
@@ -76,7 +76,9 @@ class OptimizeCommand(Command):
         return 0
 
     @staticmethod
-    def config(args: argparse.Namespace) -> RunConfig:
+    def config(args: argparse.Namespace):  # -> RunConfig (imported here: it needs torch)
+        from optimizer.run_config import RunConfig
+
         if not args.out:
             raise CliError("--out RUN_DIR is required (or --resume RUN_DIR)")
         from optimizer import algorithms

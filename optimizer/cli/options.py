@@ -106,6 +106,10 @@ def add_simulator_options(p: argparse.ArgumentParser) -> None:
                    f"(default {_SIMULATOR.heartbeat_s:g}; 0 = off, not with --listen)")
     p.add_argument("--curve", metavar="DIR", help="CURVE key folder (`autosim keys`) to "
                    "authenticate to --server render servers (local ones use it too)")
+    p.add_argument("--max-renders", type=int, metavar="N",
+                   help="local servers: each exits after N images and a fresh one takes its "
+                   "place (bounds Blender's memory growth; 0 = never). Servers you start "
+                   "take it themselves: `autosim serve --max-renders N`")
 
 
 def simulator_options(args: argparse.Namespace,
@@ -116,11 +120,12 @@ def simulator_options(args: argparse.Namespace,
 
     base = base or SimulatorOptions()
     if args.server or args.listen:
-        base = dataclasses.replace(base, server=(), listen=None)
+        base = dataclasses.replace(base, server=(), listen=None, max_renders=0)
     return base.replace(
         server=tuple(args.server) if args.server else None, listen=args.listen,
         local_servers=args.local_servers, threads=args.threads, timeout=args.timeout,
-        heartbeat_s=args.heartbeat_s, curve=args.curve)
+        heartbeat_s=args.heartbeat_s, curve=args.curve,
+        max_renders=getattr(args, "max_renders", None))
 
 
 def add_publish_option(p: argparse.ArgumentParser) -> None:

@@ -19,7 +19,6 @@ Same interface as RemoteSimulator: space, classes, render, render_stream, set_ps
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import itertools
 import time
@@ -29,6 +28,7 @@ from typing import Any
 import numpy as np
 import zmq
 
+from optimizer.simulators.chunks import ChunkQueue
 from optimizer.simulators.client import ServerError, ServerUnavailable
 from optimizer.simulators.remote import RemoteSimulator
 from protocol import wire
@@ -85,7 +85,7 @@ class FarmSimulator:
         self.left: dict[str, str] = {}  # worker -> why it was dropped
         self.dead_at: dict[str, float] = {}
         self._ids = itertools.count()
-        self._stream_state: dict | None = None
+        self._queue: ChunkQueue | None = None  # the running stream's
         self.space: ParameterSpace | None = None
         self.generation = 0
         self.wait_for_servers(min_servers, join_timeout_s)
@@ -155,8 +155,8 @@ class FarmSimulator:
         return got
 
     def _requeue(self, items: list[tuple[int, np.ndarray]]) -> None:
-        if self._stream_state is not None:
-            self._stream_state["retry"].extend(items)
+        if self._queue is not None:
+            self._queue.put_back(items)
 
     def _on_message(self, identity: bytes, msg: wire.Message, got: list) -> None:
         now = time.monotonic()
@@ -181,6 +181,8 @@ class FarmSimulator:
         w.heard = now
         if msg.id in w.inflight:
             got.append((msg.id, msg))  # anything else (set_params replies) needs nothing
+        elif msg.fields.get("recycle"):  # a reply no longer waited for, but it exits now
+            self._requeue(self._drop(w, "recycled (--max-renders)"))
 
     def _join(self, identity: bytes, msg: wire.Message, now: float) -> None:
         f = msg.fields
@@ -195,11 +197,16 @@ class FarmSimulator:
             self.log(f"render server {f.get('worker')} serves {f.get('scene')!r}, not "
                      f"{self.scene!r}: ignored")
             return
-        old = self.workers.pop(identity, None)
-        if old is not None:  # it restarted with the same id: what it had is lost
+        worker = str(f.get("worker", identity.hex()))
+        old = self.workers.get(identity)
+        if old is not None and old.worker == worker:  # the same process again: its first beat
+            old.heard = now  # overtook its `ready` and was answered `rejoin`; it still
+            return           # renders what it holds
+        if old is not None:  # a new process with the same id: what the old one had is lost
+            self.workers.pop(identity)
             self._requeue([(seq, lat) for seq, lat, _s in old.inflight.values()])
-        self.workers[identity] = Worker(identity, str(f.get("worker", identity.hex())),
-                                        joined=now, heard=now, progress_at=now)
+        self.workers[identity] = Worker(identity, worker, joined=now, heard=now,
+                                        progress_at=now)
         self.left.pop(self.workers[identity].worker, None)
         self.log(f"render server {self.workers[identity].worker} joined")
         if self.space is not None and f["psi"] != self.space.psi.tolist():
@@ -245,39 +252,26 @@ class FarmSimulator:
     def _stream(self, chunks: Iterable[np.ndarray], width: int, height: int,
                 depth: int | None = None) -> Iterator[tuple[np.ndarray, list[dict]]]:
         credit = depth or self.credit
-        source = iter(chunks)
-        state = {"retry": collections.deque()}
-        self._stream_state = state
-        retry = state["retry"]
+        chunk_queue = ChunkQueue(chunks, self.space.validate_latents)
+        self._queue = chunk_queue
         done: dict[int, tuple[np.ndarray, list[dict]]] = {}
-        finished: set[int] = set()
-        sent_seq = next_out = 0
-        exhausted = False
+        next_out = 0
         idle_since = time.monotonic()
         try:
             while True:
                 for w in list(self.workers.values()):  # credit: top each server up
                     while len(w.inflight) < credit:
-                        if retry:
-                            seq, lat = retry.popleft()
-                            if seq in finished:
-                                continue
-                        elif not exhausted:
-                            try:
-                                lat = self.space.validate_latents(next(source))
-                            except StopIteration:
-                                exhausted = True
-                                break
-                            seq, sent_seq = sent_seq, sent_seq + 1
-                        else:
+                        chunk = chunk_queue.next()
+                        if chunk is None:
                             break
+                        seq, lat = chunk
                         rid = self._send(w.identity, "render",
                                          {"latents": lat, "width": width, "height": height})
                         w.inflight[rid] = (seq, lat, time.monotonic())
                 while next_out in done:
                     yield done.pop(next_out)
                     next_out += 1
-                if exhausted and not retry and next_out == sent_seq:
+                if chunk_queue.drained and next_out == chunk_queue.sent:
                     return
                 if self.workers:
                     idle_since = time.monotonic()
@@ -294,19 +288,17 @@ class FarmSimulator:
                         code = str(msg.fields.get("code"))
                         if code in ("render_failed", "internal"):
                             raise ServerError(w.worker, code, str(msg.fields.get("message")))
-                        retry.extend(self._drop(w, f"{code}: {msg.fields.get('message')}"))
-                        retry.append((seq, lat))
+                        chunk_queue.put_back(self._drop(w, f"{code}: {msg.fields.get('message')}"))
+                        chunk_queue.put_back([(seq, lat)])
                         continue
                     w.progress_at = time.monotonic()
-                    if seq in finished:
-                        continue  # rendered twice (re-dispatched): counted once
-                    finished.add(seq)
-                    w.rendered += len(lat)
-                    done[seq] = (lat, msg.fields["items"])
+                    if chunk_queue.finish(seq):  # rendered twice (re-dispatched): counted once
+                        w.rendered += len(lat)
+                        done[seq] = (lat, msg.fields["items"])
                     if msg.fields.get("recycle"):  # it exits now: the rest goes elsewhere
-                        retry.extend(self._drop(w, "recycled (--max-renders)"))
+                        chunk_queue.put_back(self._drop(w, "recycled (--max-renders)"))
         finally:
-            self._stream_state = None
+            self._queue = None
 
     def _wait_ms(self) -> int:
         return max(10, int(min(1.0, self.heartbeat_s / 4) * 1000))

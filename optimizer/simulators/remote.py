@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import zmq
 
+from optimizer.simulators.chunks import ChunkQueue
 from optimizer.simulators.client import RenderClient, ServerError, ServerUnavailable
 from protocol import wire
 from protocol.scene import from_hello
@@ -223,27 +224,18 @@ class RemoteSimulator:
     def _stream(self, chunks: Iterable[np.ndarray], width: int, height: int,
                 depth: int) -> Iterator[tuple[np.ndarray, list[dict]]]:
         """(latents, items) per chunk, in order; the dispatcher behind render_stream."""
-        source = iter(chunks)
-        retry: collections.deque = collections.deque()  # (seq, latents) to send again
+        chunk_queue = ChunkQueue(chunks, self.space.validate_latents)
         inflight = {c.endpoint: collections.deque() for c in self.clients}
         done: dict[int, tuple[np.ndarray, list[dict]]] = {}
-        sent_seq = next_out = 0
-        exhausted = False
+        next_out = 0
         while True:
             for client in self._require_alive():  # top every live server up to `depth`
                 queue = inflight[client.endpoint]
                 while len(queue) < depth:
-                    if retry:
-                        seq, lat = retry.popleft()
-                    elif not exhausted:
-                        try:
-                            lat = self.space.validate_latents(next(source))
-                        except StopIteration:
-                            exhausted = True
-                            break
-                        seq, sent_seq = sent_seq, sent_seq + 1
-                    else:
+                    chunk = chunk_queue.next()
+                    if chunk is None:
                         break
+                    seq, lat = chunk
                     rid = client.send("render", {"latents": lat, "width": width,
                                                  "height": height})
                     queue.append((seq, lat, rid, time.monotonic()))
@@ -252,13 +244,13 @@ class RemoteSimulator:
                 next_out += 1
             busy = [c for c in self.alive if inflight[c.endpoint]]
             if not busy:
-                if exhausted and not retry:
+                if chunk_queue.drained:
                     return
                 continue
-            self._receive_one(busy, inflight, done, retry)
+            self._receive_one(busy, inflight, done, chunk_queue)
 
     def _receive_one(self, busy: list[RenderClient], inflight: dict, done: dict,
-                     retry: collections.deque) -> None:
+                     chunk_queue: ChunkQueue) -> None:
         """Wait for the oldest reply of any busy server (a server answers in order)."""
         poller = zmq.Poller()
         for c in busy:
@@ -269,7 +261,7 @@ class RemoteSimulator:
         for client in busy:
             queue = inflight[client.endpoint]
             if client.endpoint in self.dead:  # heartbeat lost: its work goes to the others
-                retry.extend((q[0], q[1]) for q in queue)
+                chunk_queue.put_back((q[0], q[1]) for q in queue)
                 queue.clear()
                 continue
             seq, lat, rid, sent = queue[0]
@@ -278,7 +270,7 @@ class RemoteSimulator:
                 last = sent if beat is None else max(sent, beat.progress_at)
                 if now - last > client.timeout_s:  # no reply (no item, with heartbeats)
                     self._mark_dead(client, f"no progress within {client.timeout_s:.0f} s")
-                    retry.extend((q[0], q[1]) for q in queue)
+                    chunk_queue.put_back((q[0], q[1]) for q in queue)
                     queue.clear()
                 continue
             try:
@@ -288,14 +280,15 @@ class RemoteSimulator:
                 if isinstance(exc, ServerError) and exc.code in ("render_failed", "internal"):
                     raise
                 self._mark_dead(client, str(exc))
-                retry.extend((q[0], q[1]) for q in queue)
+                chunk_queue.put_back((q[0], q[1]) for q in queue)
                 queue.clear()
                 continue
             queue.popleft()
-            done[seq] = (lat, items)
+            if chunk_queue.finish(seq):
+                done[seq] = (lat, items)
             if reply.fields.get("recycle"):  # it exits after this reply (--max-renders)
                 self._mark_dead(client, "recycled (--max-renders)")
-                retry.extend((q[0], q[1]) for q in queue)
+                chunk_queue.put_back((q[0], q[1]) for q in queue)
                 queue.clear()
 
     def shutdown_servers(self) -> None:
