@@ -69,9 +69,10 @@ def test_servers_join_and_leave_a_running_stream(procs) -> None:
         counts = {w.worker: w.rendered for w in sim.workers.values()}
         sim.set_psi(sim.space.psi)
         again = sim.render(latents[:10], 16, 16)
-    assert list(sim.left) == [first] and "heartbeat" in sim.left[first]
+    # its connection closed: dropped once it missed one beat after that, not three
+    assert list(sim.left) == [first] and "connection closed" in sim.left[first], sim.left
     print(f"farm: kill detected in {sim.dead_at[first] - killed:.2f} s; rendered {counts}")
-    assert sim.dead_at[first] - killed < hb * 3 + 1.5
+    assert hb < sim.dead_at[first] - killed < hb * 3 + 1.5
     assert len(counts) == 1 and list(counts.values())[0] > 0  # the late joiner worked
     assert np.array_equal(np.concatenate([b.latents for b in got]), latents)
     assert np.array_equal(np.concatenate([b.images for b in got]), reference(latents))

@@ -30,6 +30,7 @@ import zmq
 
 from optimizer.simulators.chunks import ChunkQueue
 from optimizer.simulators.client import ServerError, ServerUnavailable
+from optimizer.simulators.disconnects import Disconnects
 from optimizer.simulators.remote import RemoteSimulator
 from protocol import wire
 from protocol.scene import from_hello
@@ -81,6 +82,8 @@ class FarmSimulator:
             self.close()
             raise OSError(f"cannot listen on {listen}: {exc}") from exc
         self.endpoint = self._sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        self._drops = Disconnects(self._sock)
+        self._suspect_at: float | None = None  # a connection dropped then (disconnects.py)
         self.workers: dict[bytes, Worker] = {}
         self.left: dict[str, str] = {}  # worker -> why it was dropped
         self.dead_at: dict[str, float] = {}
@@ -92,6 +95,9 @@ class FarmSimulator:
 
     # -------------------------------------------------------------- plumbing
     def close(self) -> None:
+        if getattr(self, "_drops", None) is not None:
+            self._drops.close()
+            self._drops = None
         if self._sock is not None:
             self._sock.close(0)
             self._sock = None
@@ -145,13 +151,22 @@ class FarmSimulator:
                     continue
                 self._on_message(identity, msg, got)
         now = time.monotonic()
+        if self._drops is not None and self._drops.poll() and self._suspect_at is None:
+            self._suspect_at = now  # one ROUTER for all: whoever does not beat again is gone
+        window = self.heartbeat_s * 1.5
+        suspect = self._suspect_at is not None and now - self._suspect_at > window
         for w in list(self.workers.values()):
             silent = now - w.heard
-            if silent > self.heartbeat_s * self.liveness:
+            if suspect and w.heard < self._suspect_at:
+                self._requeue(self._drop(w, f"its connection closed and no beat for "
+                                            f"{silent:.1f} s"))
+            elif silent > self.heartbeat_s * self.liveness:
                 self._requeue(self._drop(w, f"no heartbeat for {silent:.1f} s"))
             elif w.inflight and now - max(w.progress_at, min(
                     s for _q, _l, s in w.inflight.values())) > self.timeout_s:
                 self._requeue(self._drop(w, f"no image finished in {self.timeout_s:.0f} s"))
+        if suspect:
+            self._suspect_at = None
         return got
 
     def _requeue(self, items: list[tuple[int, np.ndarray]]) -> None:

@@ -27,6 +27,7 @@ import zmq
 
 from optimizer.simulators.chunks import ChunkQueue
 from optimizer.simulators.client import RenderClient, ServerError, ServerUnavailable
+from optimizer.simulators.disconnects import Disconnects
 from protocol import wire
 from protocol.scene import from_hello
 from protocol.scene_defaults import SceneDefaults
@@ -90,7 +91,7 @@ class RemoteSimulator:
 
     def close(self) -> None:
         for beat in self._beats.values():
-            beat.sock.close(0)
+            beat.close()
         for c in self.clients:
             c.close()
         self._ctx.term()
@@ -103,7 +104,7 @@ class RemoteSimulator:
         self.dead_at[client.endpoint] = time.monotonic()
         beat = self._beats.get(client.endpoint)
         if beat is not None:
-            beat.sock.close(0)
+            beat.close()
         client.close()  # late replies of a server presumed dead are never read
 
     def _beat(self) -> None:
@@ -123,7 +124,11 @@ class RemoteSimulator:
                 beat.progress_at = max(beat.progress_at, now)
                 beat.next_ping = now
             silent = now - beat.heard
-            if silent > self.heartbeat_s * self.liveness:
+            if beat.suspect_at is not None and now - beat.suspect_at > self.heartbeat_s:
+                self.detected_s[client.endpoint] = silent
+                self._mark_dead(client, f"its connection closed and it did not answer for "
+                                        f"{now - beat.suspect_at:.1f} s")
+            elif silent > self.heartbeat_s * self.liveness:
                 self.detected_s[client.endpoint] = silent
                 self._mark_dead(client, f"no heartbeat for {silent:.1f} s "
                                         f"({self.liveness} x {self.heartbeat_s:g} s)")
@@ -309,6 +314,8 @@ class _Beat:
     progress: tuple = ()         # (request, progress) of the last pong
     progress_at: float = 0.0     # when that last changed
     ids: Any = dataclasses.field(default_factory=itertools.count)
+    drops: Disconnects | None = None
+    suspect_at: float | None = None  # its connection dropped then (disconnects.py)
 
     @classmethod
     def connect(cls, ctx: zmq.Context, endpoint: str, curve: str | None) -> _Beat:
@@ -319,9 +326,15 @@ class _Beat:
             from protocol.curve import secure_client
 
             secure_client(sock, curve)
+        drops = Disconnects(sock)
         sock.connect(endpoint)
         now = time.monotonic()
-        return cls(sock, heard=now, progress_at=now)
+        return cls(sock, heard=now, progress_at=now, drops=drops)
+
+    def close(self) -> None:
+        if self.drops is not None:
+            self.drops.close()
+        self.sock.close(0)
 
     def ping(self) -> None:
         try:
@@ -331,6 +344,9 @@ class _Beat:
             pass  # not connected (yet, or any more): silence is what counts
 
     def drain(self, now: float) -> None:
+        if self.drops is not None and self.drops.poll() and self.suspect_at is None:
+            self.suspect_at = now
+            self.ping()  # a live server's reconnect carries it
         while self.sock.poll(0, zmq.POLLIN):
             frames = self.sock.recv_multipart()
             try:
@@ -339,7 +355,7 @@ class _Beat:
                 continue
             if msg.type != "ping":
                 continue
-            self.heard = now
+            self.heard, self.suspect_at = now, None
             progress = (msg.fields.get("request"), msg.fields.get("progress"))
             if progress != self.progress:
                 self.progress, self.progress_at = progress, now
