@@ -40,6 +40,9 @@ class SimulatorOptions:
         if self.listen and self.server:
             raise CliError("--listen and --server: choose one (servers join a --listen "
                            "address with `autosim serve --connect`)")
+        if self.heartbeat_s == 0 and (self.listen or self.max_renders):
+            raise CliError("--heartbeat-s 0 (no heartbeats) cannot go with --listen or "
+                           "--max-renders: servers that join are known only by their beats")
         if self.max_renders < 0:
             raise CliError(f"--max-renders must be >= 0, got {self.max_renders}")
         if self.max_renders and (self.server or self.listen):
@@ -90,7 +93,7 @@ def open_simulator(ref: SceneRef, opts: SimulatorOptions) -> Iterator[Any]:
               f"--connect {opts.listen}`)", file=sys.stderr, flush=True)
         try:
             farm = FarmSimulator(opts.listen, curve=opts.curve, timeout_s=opts.timeout,
-                                 heartbeat_s=opts.heartbeat_s or 2.0,
+                                 heartbeat_s=opts.heartbeat_s,
                                  join_timeout_s=opts.timeout, log=_stderr)
         except OSError as exc:
             raise CliError(f"--listen: {exc}") from None
@@ -122,7 +125,7 @@ def _local_farm(ref: SceneRef, opts: SimulatorOptions) -> Iterator[Any]:
     from optimizer.simulators.farm import FarmSimulator
     from optimizer.simulators.local_servers import LocalServers
 
-    heartbeat_s = opts.heartbeat_s or 2.0
+    heartbeat_s = opts.heartbeat_s
     try:
         farm = FarmSimulator("tcp://127.0.0.1:*", curve=opts.curve, timeout_s=opts.timeout,
                              heartbeat_s=heartbeat_s, min_servers=0)

@@ -50,6 +50,8 @@ def test_simulator_flags_given_on_resume_replace_the_saved_ones():
         simulator_options(_args("--server", "tcp://a:1", "--listen", "tcp://b:2"))
     with pytest.raises(CliError, match="--local-servers must be at least 1"):
         simulator_options(_args("--local-servers", "0"))
+    with pytest.raises(CliError, match="--heartbeat-s 0 .* cannot go with --listen"):
+        simulator_options(_args("--listen", "tcp://127.0.0.1:5560", "--heartbeat-s", "0"))
     with pytest.raises(CliError, match="--heartbeat-s must be >= 0"):
         simulator_options(_args("--heartbeat-s", "-1"))
     with pytest.raises(CliError, match="--curve nowhere: no such key folder"):
