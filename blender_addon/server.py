@@ -23,10 +23,11 @@ from protocol import wire
 from protocol.space import ParameterSpace, SpaceError
 
 from .heartbeat import Heartbeat, HeartbeatOut, heartbeat_address, split_envelope
+from .render_request import RETURNABLE as RETURNABLE
+from .render_request import RenderJob, RequestError
 
 SERVER_NAME = "autosim-render-server"
 FEATURE_LEVEL = 2  # protocol v2: ping + heartbeat socket (docs/protocol.md 9); envelope v stays 1
-RETURNABLE = ("image", "mask", "instances", "boxes")
 # close() waits up to this long for replies still queued (the last one before shutdown or a
 # recycle can be hundreds of MB); LINGER 0 would drop them as the process exits
 CLOSE_LINGER_MS = 5000
@@ -56,15 +57,6 @@ class Limits:
     max_message_bytes: int = wire.DEFAULT_MAX_BYTES
     default_width: int = 64
     default_height: int = 64
-
-
-class RequestError(Exception):
-    """A request that decoded but asks for something this server can't do."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 @dataclasses.dataclass
@@ -390,74 +382,17 @@ class RenderServer:
             self.state.busy = ""
 
     def _render(self, msg: wire.Message) -> dict[str, Any]:
-        f = msg.fields
-        lim = self.limits
-        width = _int_in(f, "width", lim.default_width, 1, lim.max_side)
-        height = _int_in(f, "height", lim.default_height, 1, lim.max_side)
-        wanted = f.get("return", list(RETURNABLE))
-        unknown = sorted(set(wanted) - set(RETURNABLE))
-        if unknown:
-            raise RequestError("bad_value", f"return: unknown {unknown}; allowed {RETURNABLE}")
-        generation = f.get("generation")
-        if generation is not None and generation != self.state.generation:
-            raise RequestError(
-                "stale_generation",
-                f"request made under psi generation {generation}, server is at "
-                f"{self.state.generation}: fetch get_params first",
-            )
-        space = self.state.space
-        if "latents" in f:
-            shape = np.shape(f["latents"])  # (K, L'): the request schema takes 2-D latents only
-            if shape[1] != space.latent_dim:
-                raise RequestError("bad_value", f"latents: expected shape (K, "
-                                   f"{space.latent_dim}), got {tuple(shape)}")
-            try:
-                latents = space.validate_latents(f["latents"])
-            except SpaceError as exc:  # its messages start with "latents"
-                raise RequestError("bad_value", str(exc)) from exc
-            seed = None
-        else:
-            n = _int_in(f, "n", 1, 1, lim.max_n)
-            seed = int(f["seed"])
-            latents = space.sample(n, np.random.default_rng(seed))
-        n = len(latents)
-        if n == 0 or n > lim.max_n:
-            raise RequestError("bad_value", f"latents: need 1..{lim.max_n} rows, got {n}")
-        if n * width * height > lim.max_pixels_per_request:
-            raise RequestError(
-                "bad_value",
-                f"request of {n} x {width}x{height} px exceeds "
-                f"{lim.max_pixels_per_request} pixels; split it",
-            )
-        items = []
-        for index, row in enumerate(latents):
-            named = space.unpack_latent(row)
-            try:
-                result = self.backend.render(space.clip_latent(named), width, height)
-            except Exception as exc:
-                self.log(traceback.format_exc())
-                raise RequestError(
-                    "render_failed", f"item {index} of {n}: {type(exc).__name__}: {exc}"
-                ) from exc
-            item = {
-                "item_id": f"{self._instance}-{self.state.generation}-"
-                           f"{next(self._item_counter)}",
-                "index": index,
-                "seed": seed,
-                "generation": self.state.generation,
-                "latent": row.tolist(),
-                "latent_named": named,  # unpack_latent gives JSON-native values
-                "render_s": float(result.render_s),
-                "extract_s": float(getattr(result, "extract_s", 0.0)),
-                "width": width,
-                "height": height,
-            }
-            for key in wanted:
-                item[key] = getattr(result, key)
-            if "boxes" in wanted:
-                item["classes"] = result.classes
-            items.append(item)
+        job = RenderJob.parse(msg.fields, self.state.space, self.limits, self.state.generation)
+
+        def item_id() -> str:
+            return f"{self._instance}-{self.state.generation}-{next(self._item_counter)}"
+
+        def rendered_one() -> None:
             self.state.progress += 1
+
+        items = job.run(self.state.space, self.backend, self.log, item_id,
+                        self.state.generation, rendered_one)
+        n = len(items)
         self.state.images += n
         self.rendered_total += n
         self._changed()
@@ -468,11 +403,3 @@ class RenderServer:
             self.log(f"recycling: {self.rendered_total} images rendered (--max-renders "
                      f"{self.max_renders})")
         return out
-
-
-def _int_in(fields: dict, key: str, default: int, low: int, high: int) -> int:
-    value = fields.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise RequestError("bad_value",
-                           f"{key}: must be an integer in [{low}, {high}], got {value!r}")
-    return value
