@@ -1,5 +1,6 @@
-"""The client written only from docs/protocol.md (examples/thirdparty_client.py) against a real
-bpy clevr server started as a user would (`autosim serve`), asserting what the doc promises."""
+"""The client written only from docs/protocol.md (the package examples/thirdparty_client/)
+against a real bpy clevr server started as a user would (`autosim serve`), asserting what the
+doc promises."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ pytestmark = [
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples"))
 
-import thirdparty_client  # noqa: E402
+import thirdparty_client  # noqa: E402  (the package examples/thirdparty_client/)
 
 
 def _ready_endpoint(proc: subprocess.Popen, timeout_s: float = 60.0) -> str:
