@@ -65,9 +65,9 @@ def region(area, kind):
     return next(r for r in area.regions if r.type == kind)
 
 
-def redraw(win, area, iterations=1):
+def redraw(win, area):  # the whole window, now (software GL under Xvfb: up to a second)
     with bpy.context.temp_override(window=win, area=area, screen=win.screen):
-        bpy.ops.wm.redraw_timer(type="DRAW_WIN_SWAP", iterations=iterations)
+        bpy.ops.wm.redraw_timer(type="DRAW_WIN_SWAP", iterations=1)
 
 
 def click(win, x, y):
@@ -150,8 +150,7 @@ def wait(proc: subprocess.Popen, tmp_path: Path, timeout: float) -> tuple[dict, 
     try:
         proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)  # xvfb-run, Xvfb and Blender: one session
-        proc.wait()
+        kill(proc)
     log = (tmp_path / "gui.log").read_text(errors="replace")
     out_path = tmp_path / "out.json"
     assert out_path.exists(), log[-4000:]
@@ -160,6 +159,13 @@ def wait(proc: subprocess.Popen, tmp_path: Path, timeout: float) -> tuple[dict, 
     assert "Traceback" not in log, log[-4000:]
     assert out["background"] is False
     return out, log
+
+
+def kill(proc: subprocess.Popen) -> None:
+    """End a GUI Blender still running: xvfb-run, Xvfb and Blender are one session."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def sidebar_crop(tmp_path: Path, out: dict, max_h: int | None = None):
