@@ -38,6 +38,59 @@ def _pair(layout, key: str, value: str, icon: str = "NONE") -> None:
     row.label(text=value, icon=icon)
 
 
+def _metric(layout, name: str, value: float) -> None:
+    """The validation metric; its name goes with the value ("Val. accuracy" is clipped)."""
+    _pair(layout, "Metric", f"{name or 'validation'} {value:.4g}")
+
+
+def _scale() -> float:
+    """The UI's scale (0 where nothing draws: the bpy module)."""
+    return bpy.context.preferences.system.ui_scale or 1.0
+
+
+def _text_px(context) -> float:
+    """The pixels a label's text gets in a sub-panel of this sidebar: its width less the tab
+    strip, the panel's and the layout's margins and a label's padding (Blender 3.4's factory
+    theme, measured on a screenshot); the default sidebar's where there is no region."""
+    region, scale = getattr(context, "region", None), _scale()
+    return (region.width if region is not None else 229 * scale) - 66 * scale
+
+
+def _measure():
+    """A text's width in pixels in the UI font at the UI's size."""
+    import blf
+
+    blf.size(0, bpy.context.preferences.ui_styles[0].widget.points * _scale())
+    return lambda text: blf.dimensions(0, text)[0]
+
+
+def _wrapped(text: str, width: float) -> list[str]:
+    """`text` in lines that fit `width` pixels (a word wider than that gets a line)."""
+    measure, lines = _measure(), []
+    for word in text.split():
+        if lines and measure(f"{lines[-1]} {word}") <= width:
+            lines[-1] += f" {word}"
+        else:
+            lines.append(word)
+    return lines
+
+
+def _error(layout, text: str, context) -> None:
+    """An error in red, wrapped to the sidebar's width (a label is clipped, not wrapped)."""
+    if not text:
+        return
+    col = layout.column(align=True)
+    col.alert = True
+    for i, line in enumerate(_wrapped(text, _text_px(context) - 18 * _scale())):
+        col.label(text=line, icon="ERROR" if i == 0 else "BLANK1")
+
+
+def _spark_width(context) -> int:
+    """How many sparkline blocks fit a label of this sidebar."""
+    block = _measure()(watch.BLOCKS[-1]) or 8 * _scale()
+    return max(8, min(watch.HISTORY, int(_text_px(context) // block)))
+
+
 class AUTOSIM_PT_main(_AutosimPanel, Panel):
     bl_idname = "AUTOSIM_PT_main"
     bl_label = "AutoSim"
@@ -154,7 +207,7 @@ class AUTOSIM_PT_server(_AutosimPanel, Panel):
         _pair(col, "Serving", s.server_endpoint.replace("tcp://", ""))
         _pair(col, "Optimizer", s.server_client or "none connected")
         if s.has_val_metric:
-            _pair(col, f"Val. {s.metric_name or 'metric'}", f"{s.val_metric:.4g}")
+            _metric(col, s.metric_name, s.val_metric)
         if s.metrics_text:
             col.label(text=s.metrics_text)
         _pair(col, "Updates", str(s.server_updates))
@@ -175,11 +228,8 @@ class AUTOSIM_PT_watch(_AutosimPanel, Panel):
         if not (watch.watching() and s.watch_running):
             layout.operator("autosim.watch_start", icon="HIDE_OFF")
             if watch.watching():
-                layout.label(text="Watching in another scene", icon="INFO")
-            if s.watch_error:
-                row = layout.row()
-                row.alert = True
-                row.label(text=s.watch_error, icon="ERROR")
+                layout.label(text="Watching another scene", icon="INFO")
+            _error(layout, s.watch_error, context)
             return
         layout.operator("autosim.watch_stop", icon="PAUSE")
         col = layout.column(align=True)
@@ -190,23 +240,23 @@ class AUTOSIM_PT_watch(_AutosimPanel, Panel):
             _pair(col, "Iteration", str(s.watch_iteration))
             _pair(col, "Images", str(s.watch_images))
             if s.watch_has_metric:
-                _pair(col, f"Val. {s.watch_metric_name or 'metric'}", f"{s.watch_metric:.4g}")
-            curve = watch.sparkline(watch.history())
+                _metric(col, s.watch_metric_name, s.watch_metric)
+            curve = watch.sparkline(watch.history(), _spark_width(context))
             if curve:
                 col.label(text=curve)
             if s.watch_shown == "PANEL":
-                col.label(text="Bindings show the run's distribution", icon="LINKED")
+                col.label(text="Bindings follow the run", icon="LINKED")
             elif s.watch_shown == "TEXT":
-                col.label(text="Another scene's parameters:", icon="INFO")
+                col.label(text="The run's parameters:", icon="INFO")
                 box = layout.box().column(align=True)
-                for line in watch.params_text():
-                    box.label(text=line)
+                for key, value in watch.params_text():
+                    if value is None:
+                        box.label(text=key)
+                    else:
+                        _pair(box, key, value)
             else:
-                col.label(text="Waiting for the run's parameter space", icon="TIME")
-        if s.watch_error:
-            row = layout.row()
-            row.alert = True
-            row.label(text=s.watch_error, icon="ERROR")
+                col.label(text="Waiting for the space", icon="TIME")
+        _error(layout, s.watch_error, context)
 
 
 class AUTOSIM_PT_examples(_AutosimPanel, Panel):

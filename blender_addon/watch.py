@@ -7,7 +7,7 @@ never fire headless, where tests call `watch_timer()` by hand. Each message: whe
 parameter space has the panel's structure (same parameters, kinds, sizes, choices) the panel's
 distributions show the run's psi, as a render server's set_params would (the file's stored
 description is not rewritten: watching only looks); otherwise the run's parameters are shown
-read-only as text. The last HISTORY (images, metric) points draw as a text sparkline.
+read-only as text rows. The last HISTORY (images, metric) points draw as a text sparkline.
 Module-global state: one watcher per Blender session.
 """
 
@@ -33,7 +33,7 @@ _scene = ""
 _run = None            # name of the run being shown
 _space = None          # the run's ParameterSpace (from a message that carried it)
 _history: deque = deque(maxlen=HISTORY)
-_params_text: list[str] = []
+_params_text: list[tuple[str, str | None]] = []
 
 
 def _log(msg: str) -> None:
@@ -49,8 +49,8 @@ def history() -> list[tuple[int, float]]:
     return list(_history)
 
 
-def params_text() -> list[str]:
-    """The run's parameters as text lines (when its space is not the panel's)."""
+def params_text() -> list[tuple[str, str | None]]:
+    """The run's parameters as rows (when its space is not the panel's): see _describe."""
     return list(_params_text)
 
 
@@ -75,19 +75,23 @@ def _settings():
     return scene.autosim if scene is not None else None
 
 
-def _describe(space) -> list[str]:
-    lines = []
+def _describe(space) -> list[tuple[str, str | None]]:
+    """The run's parameters as rows that fit the sidebar: (name, None) heads each parameter,
+    then (key, value) pairs: a probability per choice, mean ± std per component."""
+    rows: list[tuple[str, str | None]] = []
     for p in space.params:
+        rows.append((p.name + (" (fixed)" if p.fixed else ""), None))
         s = p.summary()
         if "probs" in s:
-            body = ", ".join(f"{k} {v:.2f}" for k, v in s["probs"].items())
+            rows += [(k, f"{v:.2f}") for k, v in s["probs"].items()]
         elif "mean" in s:
-            mean, std = s["mean"], s.get("std")
-            body = f"mean {_fmt(mean)}" + (f" std {_fmt(std)}" if std is not None else "")
+            mean, std = list(s["mean"]), list(s.get("std") or [])
+            for i, m in enumerate(mean):
+                key = f"[{i}]" if len(mean) > 1 else ""
+                rows.append((key, _fmt(m) + (f" ± {_fmt(std[i])}" if i < len(std) else "")))
         else:
-            body = ", ".join(f"{k} {_fmt(v)}" for k, v in s.items())
-        lines.append(f"{p.name}: {body}" + (" (fixed)" if p.fixed else ""))
-    return lines
+            rows += [(k, _fmt(v)) for k, v in s.items()]
+    return rows
 
 
 def _fmt(v) -> str:

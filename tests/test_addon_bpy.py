@@ -435,7 +435,10 @@ def test_watch_a_run_shows_its_psi_and_metric_curve():
         send(0, other, other.psi, run="r2")
         pump(4)
         assert s.watch_shown == "TEXT" and watch.history() == [(16, pytest.approx(0.2))]
-        assert len(watch.params_text()) == len(other.params)
+        assert watch.params_text() == [  # rows that fit the sidebar: a head, then pairs
+            ("light", None), ("", "1 ± 0.368"), ("xy", None), ("[0]", "0 ± 1"), ("[1]", "0 ± 1"),
+            ("shape", None), ("sphere", "0.50"), ("cube", "0.50"), ("explode", None),
+            ("p", "9.36e-14")]
         np.testing.assert_allclose(P.current_space(s).psi, psis[-1], atol=1e-5)
         pub.send_multipart([b"autosim.run", b"not json"])
         for _ in range(100):
@@ -452,8 +455,10 @@ def test_watch_a_run_shows_its_psi_and_metric_curve():
         ui.AUTOSIM_PT_watch.draw(types.SimpleNamespace(layout=_Layout(calls)),
                                  types.SimpleNamespace(scene=bpy.context.scene))
         texts = [b.get("text", "") for name, b in calls if name == "label"]
-        assert "Iteration" in texts and "Val. mIoU" in texts
-        assert set(watch.params_text()) <= set(texts)
+        assert "Iteration" in texts and texts[texts.index("Metric") + 1] == "mIoU 0.2"
+        assert {t for row in watch.params_text() for t in row if t is not None} <= set(texts)
+        errors = [b for name, b in calls if name == "label" and b.get("icon") == "ERROR"]
+        assert errors and "ignored a message" in errors[0]["text"]
     finally:
         assert watch.stop_watch()
         pub.close()
@@ -581,7 +586,7 @@ def test_panels_draw_every_state():
         calls = []
         ui.AUTOSIM_PT_server.draw(types.SimpleNamespace(layout=_Layout(calls)), context)
         texts = [b.get("text", "") for name, b in calls if name == "label"]
-        assert texts[texts.index("Val. mIoU") + 1] == "0.5"  # the metric with its name, once
+        assert texts[texts.index("Metric") + 1] == "mIoU 0.5"  # the metric with its name, once
         assert not [t for t in texts if "val_metric" in t or "eneration" in t or "si " in t]
         assert texts[texts.index("Updates") + 1] == "0"
         assert any(b.get("operator") == "autosim.server_stop" for _, b in calls)
