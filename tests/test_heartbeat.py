@@ -147,9 +147,9 @@ def test_killed_and_stopped_servers_are_detected_and_their_work_done_elsewhere(f
           f"stream {elapsed:.2f} s")
     assert set(sim.dead) == set(eps[:2])
     bound = heartbeat_s * liveness
-    # the killed one's connection closed: found after one unanswered period, not `liveness`
-    assert "connection closed" in sim.dead[eps[0]], sim.dead
-    assert heartbeat_s * 0.8 < detect[eps[0]] < detect[eps[1]], detect
+    # at 0.5 s beats either rule may find the killed one first on a loaded machine (the
+    # connection rule alone: test_a_killed_server_is_found_by_its_closed_connection)
+    assert detect[eps[0]] < bound + 2.0, detect
     # the stopped one keeps its connection: only its silence tells
     assert "no heartbeat" in sim.dead[eps[1]], sim.dead
     assert bound * 0.6 < detect[eps[1]] < bound + 2.0, detect
@@ -159,6 +159,24 @@ def test_killed_and_stopped_servers_are_detected_and_their_work_done_elsewhere(f
     ids = [i for b in got for i in b.item_ids]
     assert len(ids) == len(set(ids)) == 96
     assert np.array_equal(after.images, base.images[:8])
+
+
+def test_a_killed_server_is_found_by_its_closed_connection(fakes) -> None:
+    """Beats of 2 s x 3 would take 6 s of silence; a closed connection plus one unanswered
+    period (2 s) finds a SIGKILLed server well before that."""
+    from optimizer.simulators.remote import RemoteSimulator
+
+    eps = fakes(2, 0.02)
+    with RemoteSimulator(eps, timeout_s=60, heartbeat_s=2.0, liveness=3) as sim:
+        latents = sim.space.sample(8, np.random.default_rng(2))
+        sim.render(latents, 8, 8)
+        fakes.procs[0].send_signal(signal.SIGKILL)
+        killed = time.monotonic()
+        while eps[0] not in sim.dead and time.monotonic() - killed < 10:
+            sim.render(latents[:2], 8, 8)
+            time.sleep(0.05)
+    assert "connection closed" in sim.dead[eps[0]], sim.dead
+    assert sim.dead_at[eps[0]] - killed < 4.5, sim.dead_at[eps[0]] - killed
 
 
 def test_a_long_render_is_not_taken_for_a_hung_server(fakes) -> None:

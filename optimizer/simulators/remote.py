@@ -316,6 +316,8 @@ class _Beat:
     ids: Any = dataclasses.field(default_factory=itertools.count)
     drops: Disconnects | None = None
     suspect_at: float | None = None  # its connection dropped then (disconnects.py)
+    suspect_ping: int = 0        # only the answer to a ping sent after the drop clears it
+    sent: int = 0
 
     @classmethod
     def connect(cls, ctx: zmq.Context, endpoint: str, curve: str | None) -> _Beat:
@@ -337,8 +339,9 @@ class _Beat:
         self.sock.close(0)
 
     def ping(self) -> None:
+        self.sent = next(self.ids)
         try:
-            self.sock.send_multipart([b"", *wire.encode("ping", f"hb-{next(self.ids)}")],
+            self.sock.send_multipart([b"", *wire.encode("ping", f"hb-{self.sent}")],
                                      zmq.NOBLOCK)
         except zmq.Again:
             pass  # not connected (yet, or any more): silence is what counts
@@ -347,6 +350,7 @@ class _Beat:
         if self.drops is not None and self.drops.poll() and self.suspect_at is None:
             self.suspect_at = now
             self.ping()  # a live server's reconnect carries it
+            self.suspect_ping = self.sent
         while self.sock.poll(0, zmq.POLLIN):
             frames = self.sock.recv_multipart()
             try:
@@ -355,10 +359,19 @@ class _Beat:
                 continue
             if msg.type != "ping":
                 continue
-            self.heard, self.suspect_at = now, None
+            self.heard = now
+            if self.suspect_at is not None and _ping_number(msg.id) >= self.suspect_ping:
+                self.suspect_at = None  # answered after the drop: it reconnected
             progress = (msg.fields.get("request"), msg.fields.get("progress"))
             if progress != self.progress:
                 self.progress, self.progress_at = progress, now
+
+
+def _ping_number(request_id: str) -> int:
+    try:
+        return int(request_id.rsplit("-", 1)[1])
+    except (IndexError, ValueError):
+        return -1
 
 
 def _heartbeat_peer(endpoint: str, announced: str) -> str:
