@@ -30,12 +30,13 @@ def evaluate(ref: SceneRef, params_path: str, test: str | None,
             raise CliError(f"--{flag.replace('_', '-')} must be at least 1")
     dev = device_of(device)
     space = load_space_file(params_path)
-    if ref.known_task() == "classifier" and test:
+    known = ref.known_task()  # read once: a built-in's comes from its scene file
+    if known == "classifier" and test:
         raise CliError(f"scene {ref.label!r} has its own test set: drop --test")
-    if ref.known_task() != "classifier" and not test:
+    if known != "classifier" and not test:
         raise CliError(f"scene {ref.label!r} needs --test DIR (a folder `autosim render` "
                        "wrote, or your own images/ + masks/ or YOLO labels/)")
-    test_set = preload(ref.known_task(), test, "--test")
+    test_set = preload(known, test, "--test")
     with open_simulator(ref, simulator or SimulatorOptions()) as sim:
         check_space_matches(space, sim.space, params_path, ref.label)
         task_name = ref.task_given(sim.defaults)

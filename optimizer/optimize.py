@@ -62,13 +62,14 @@ def preload(task: str | None, path: str | None, flag: str = "--val") -> Any:
 def open_run_scene(config: RunConfig) -> Iterator[RunScene]:
     device = device_of(config.device)
     ref = config.ref
-    if ref.known_task() == "classifier" and config.val:
+    known = ref.known_task()  # read once: a built-in's comes from its scene file
+    if known == "classifier" and config.val:
         raise CliError(f"scene {ref.label!r} makes its own validation set: drop --val")
-    if ref.known_task() != "classifier" and not config.val:
+    if known != "classifier" and not config.val:
         raise CliError(f"scene {ref.label!r} needs --val DIR (make one with: autosim render "
                        f"{'--blend ' + config.blend if config.blend else '--scene ' + ref.scene}"
                        f" --n 64 --out DIR)")
-    val_set = preload(ref.known_task(), config.val)
+    val_set = preload(known, config.val)
     with open_simulator(ref, config.simulator) as sim:
         defaults = sim.defaults
         task_name = ref.task_given(defaults)
