@@ -18,6 +18,7 @@ import torch
 
 from optimizer.algorithms.base import Algorithm, Context, clamp_psi, register
 from optimizer.hypergrad import APPROXIMATIONS, CGSettings, hypergradient
+from optimizer.psi_optim import NaturalStep, make_psi_optimizer
 from optimizer.tasks.base import TaskData
 from optimizer.training import fit
 
@@ -63,6 +64,10 @@ class AutoSimulate(Algorithm):
         # drop the score terms of parameters a sample's render does not use (the space's
         # active_if): unbiased (Rao-Blackwellised), less variance
         "active_only": False,
+        # adam (the paper's) | natural: psi_optim.NaturalStep, steps bounded in KL(q_old||q_new)
+        "psi_optimizer": "adam",
+        "kl_step": 0.05,         # natural: the KL a step makes when recent gradients agree
+        "psi_momentum": 0.9,     # natural: decay of its gradient averages
     }
 
     def __init__(self, ctx: Context, **options: Any) -> None:
@@ -87,7 +92,9 @@ class AutoSimulate(Algorithm):
         self.opt_theta = torch.optim.Adam(self.model.parameters(), lr=float(o["lr_theta"]))
         self.psi_t = torch.tensor(self.space.psi, dtype=torch.float64, device=ctx.device,
                                   requires_grad=True)
-        self.opt_psi = torch.optim.Adam([self.psi_t], lr=float(o["lr_psi"]))
+        self.opt_psi = make_psi_optimizer(o["psi_optimizer"], self.psi_t, lr=float(o["lr_psi"]),
+                                          kl=float(o["kl_step"]),
+                                          momentum=float(o["psi_momentum"]))
         self.free = torch.tensor(self.space.free_mask, device=ctx.device)
         self.damping = float(o["damping"])
         self.v: torch.Tensor | None = None
@@ -153,7 +160,7 @@ class AutoSimulate(Algorithm):
             self.v = None
             return skipped, time.perf_counter() - t1
         self.v = result.v
-        self._psi_step(grad)
+        self._psi_step(grad, record)
         record.update(cg_iterations=result.cg_iterations, cg_residual=result.cg_residual,
                       cg_negative_curvature=result.cg_negative_curvature,
                       hypergrad_norm=float(grad.norm()))
@@ -201,13 +208,21 @@ class AutoSimulate(Algorithm):
             cg=CGSettings(damping=self.damping, max_iter=int(o["cg_iters"]),
                           rtol=float(o["cg_rtol"])))
 
-    def _psi_step(self, grad: torch.Tensor) -> None:
-        self.opt_psi.zero_grad(set_to_none=True)
-        self.psi_t.grad = torch.where(self.free, grad.to(self.psi_t.dtype),
-                                      torch.zeros_like(self.psi_t))
-        self.opt_psi.step()
+    def _psi_step(self, grad: torch.Tensor, record: dict[str, Any]) -> None:
+        if isinstance(self.opt_psi, NaturalStep):
+            psi = self.psi_t.detach().cpu().numpy()
+            step = self.opt_psi.direction(self.space, psi, grad.detach().cpu().double().numpy(),
+                                          self.space.free_mask)
+            record["psi_kl"] = NaturalStep.kl_of(self.space, psi, step)
+            new = psi + step
+        else:
+            self.opt_psi.zero_grad(set_to_none=True)
+            self.psi_t.grad = torch.where(self.free, grad.to(self.psi_t.dtype),
+                                          torch.zeros_like(self.psi_t))
+            self.opt_psi.step()
+            new = self.psi_t.detach().cpu().numpy()
         with torch.no_grad():
-            clamped = clamp_psi(self.space, self.psi_t.detach().cpu().numpy())
+            clamped = clamp_psi(self.space, new)
             self.psi_t.copy_(torch.as_tensor(clamped, device=self.psi_t.device))
 
     def state_dict(self) -> dict[str, Any]:

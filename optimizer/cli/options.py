@@ -40,6 +40,12 @@ METHOD_FLAGS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("active_only", {"action": argparse.BooleanOptionalAction, "default": None,
                      "help": "autosimulate: drop the score terms of parameters a render does "
                      "not use (the space's active_if; unbiased)"}),
+    ("psi_optimizer", {"choices": ("adam", "natural"), "help": "autosimulate: how psi steps: "
+                       "Adam on lr_psi (the paper's) or natural gradient bounded by --kl-step"}),
+    ("kl_step", {"type": float, "help": "autosimulate, natural: KL(q_old || q_new) of a step "
+                 "when recent hypergradients agree (default 0.05)"}),
+    ("psi_momentum", {"type": float, "help": "autosimulate, natural: decay of the gradient "
+                      "averages (default 0.9)"}),
     ("m", {"type": int, "help": "images per objective evaluation (baselines)"}),
     ("sigma2", {"type": float, "help": "REINFORCE policy variance (default 0.05)"}),
     ("lr_policy", {"type": float, "help": "REINFORCE policy learning rate"}),
