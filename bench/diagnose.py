@@ -50,7 +50,7 @@ def hypergrad(task, model, space, val, approx: str, k: int, rng, damping=0.1, no
     res = hypergradient(approx=approx, params=params,
                         per_sample_loss=lambda: task.per_sample_loss(model, data),
                         val_loss=lambda: task.loss(model, val), score=score, baseline=baseline,
-                        cg=CGSettings(damping=damping, max_iter=20, rtol=1e-4))
+                        normalise=normalise, cg=CGSettings(damping=damping, max_iter=20, rtol=1e-4))
     return res.grad.double().numpy()[space.free_mask]
 
 
@@ -106,12 +106,14 @@ def main() -> None:
                                    device="cpu", generator=torch.Generator().manual_seed(0),
                                    lr=1e-2, epochs=epochs, batch_size=32)
             g_true = true_gradient(task, model, start, val)
-            for approx in ("linear", "quadratic"):
+            for approx, norm in [(a, n) for a in ("linear", "quadratic") for n in (False, True)]:
                 g_exact = hypergrad(task, model, start, val, approx, 16384,
-                                    np.random.default_rng(1))
+                                    np.random.default_rng(1), normalise=norm)
                 g_small = [hypergrad(task, model, start, val, approx, args.k,
-                                     np.random.default_rng(100 + j)) for j in range(20)]
+                                     np.random.default_rng(100 + j), normalise=norm)
+                           for j in range(20)]
                 row = {"target": ti, "theta": state, "approx": approx,
+                       "normalise": norm,
                        "cos(exact,true)": cosine(g_exact, g_true),
                        "cos(K,exact)": statistics.fmean(cosine(g, g_exact) for g in g_small),
                        "cos(K,true)": statistics.fmean(cosine(g, g_true) for g in g_small),
@@ -122,15 +124,16 @@ def main() -> None:
                                 for k, v in row.items()), flush=True)
     print("\nmean over targets:")
     keys = [k for k in rows[0] if k.startswith("cos")]
-    print("| theta | approx | " + " | ".join(keys) + " |")
-    print("|---|---|" + "---|" * len(keys))
-    for state in ("cold", "warm"):
-        for approx in ("linear", "quadratic"):
-            sel = [r for r in rows if r["theta"] == state and r["approx"] == approx]
-            cells = [f"{statistics.fmean(r[k] for r in sel):.2f} ± "
-                     f"{statistics.stdev(r[k] for r in sel) if len(sel) > 1 else 0:.2f}"
-                     for k in keys]
-            print(f"| {state} | {approx} | " + " | ".join(cells) + " |")
+    print("| theta | approx | normalise | " + " | ".join(keys) + " |")
+    print("|---|---|---|" + "---|" * len(keys))
+    for state, approx, norm in [(s, a, n) for s in ("cold", "warm")
+                                for a in ("linear", "quadratic") for n in (False, True)]:
+        sel = [r for r in rows
+               if (r["theta"], r["approx"], r["normalise"]) == (state, approx, norm)]
+        cells = [f"{statistics.fmean(r[k] for r in sel):.2f} ± "
+                 f"{statistics.stdev(r[k] for r in sel) if len(sel) > 1 else 0:.2f}"
+                 for k in keys]
+        print(f"| {state} | {approx} | {norm} | " + " | ".join(cells) + " |")
 
 
 VARIANTS = [(strat, act, base) for strat in (False, True) for act in (False, True)
