@@ -28,3 +28,17 @@ def float64():
     torch.set_default_dtype(torch.float64)
     yield
     torch.set_default_dtype(old)
+
+
+@pytest.fixture(scope="module")
+def addon_registered():
+    """The Blender add-on registered for a whole test module, unregistered after it (the bpy
+    add-on tests: `pytestmark = pytest.mark.usefixtures("addon_registered")`). Here rather than
+    in tests/addon_helpers.py: a fixture function from there, imported into a test module, left
+    a pytest run of test_generate_dataset_passes_ultralytics_checker hanging at exit inside bpy
+    (Blender's shutdown, run when the bpy module is freed, never ran)."""
+    import blender_addon
+
+    blender_addon.register()
+    yield
+    blender_addon.unregister()
