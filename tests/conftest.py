@@ -4,6 +4,10 @@ import tempfile
 
 import pytest
 
+# Helper modules that hold asserts moved out of test files: pytest rewrites their asserts too, so a
+# failure there shows the compared values as it did in the test file (before they are imported).
+pytest.register_assert_rewrite("tests.addon_helpers", "tests.extension_zips", "tests.wire_helpers")
+
 # Importing bpy writes ~/.config/blender/<ver>; keep tests (and the servers they start) off $HOME.
 # A folder is made only for a variable that is not set, and removed when the session ends.
 _MADE: list[str] = []
