@@ -9,16 +9,16 @@ from __future__ import annotations
 import json
 import math
 import re
-import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, InitVar, dataclass, fields, replace
 from typing import Any, ClassVar
 
 import numpy as np
 
+from protocol.numerics import _HALF_LOG_2PI, _log_prob_sigmoid, _softmax, _std_normal_ppf
+
 LOG_STD_RANGE = (-10.0, 5.0)
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
 class SpaceError(ValueError):
@@ -49,19 +49,6 @@ def _vec(v: Any, path: str, size: int | None = None, why: str = "") -> tuple[flo
     return vals
 
 
-def _log_prob_sigmoid(x: np.ndarray | float) -> np.ndarray:
-    """log(sigmoid(x)) without overflow for large |x|."""
-    return -np.logaddexp(0.0, -np.asarray(x, dtype=np.float64))
-
-
-_PPF = np.vectorize(statistics.NormalDist().inv_cdf, otypes=[np.float64])
-
-
-def _std_normal_ppf(u: np.ndarray) -> np.ndarray:
-    """Standard normal inverse CDF (stdlib: no scipy inside Blender)."""
-    return _PPF(np.clip(u, 1e-300, 1.0 - 1e-16))
-
-
 def strict_json_loads(text: str | bytes, error: type[ValueError]) -> Any:
     """json.loads that refuses NaN/Infinity literals; malformed JSON and those raise `error`."""
     def reject(const: str) -> None:
@@ -71,11 +58,6 @@ def strict_json_loads(text: str | bytes, error: type[ValueError]) -> Any:
         return json.loads(text, parse_constant=reject)
     except (json.JSONDecodeError, TypeError, UnicodeDecodeError) as e:
         raise error(f"json: invalid JSON: {e}") from None
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    e = np.exp(logits - np.max(logits))
-    return e / e.sum()
 
 
 class _ParamBase:
