@@ -6,76 +6,20 @@ together. numpy + stdlib only: this module also runs inside Blender's bundled Py
 
 from __future__ import annotations
 
-import json
 import math
 import re
-import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, InitVar, dataclass, fields, replace
 from typing import Any, ClassVar
 
 import numpy as np
 
+from protocol.numerics import _HALF_LOG_2PI, _log_prob_sigmoid, _softmax, _std_normal_ppf
+from protocol.validation import SpaceError, _known, _num, _vec
+from protocol.validation import strict_json_loads as strict_json_loads  # re-exported
+
 LOG_STD_RANGE = (-10.0, 5.0)
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
-
-
-class SpaceError(ValueError):
-    """An invalid space, psi or latent; the message names the offending field path."""
-
-
-def _num(v: Any, path: str) -> float:
-    """A finite float; bools and strings are rejected so typos cannot pass as numbers."""
-    if isinstance(v, bool) or not isinstance(v, int | float | np.integer | np.floating):
-        raise SpaceError(f"{path}: expected a number, got {type(v).__name__} {v!r}")
-    if not math.isfinite(float(v)):
-        raise SpaceError(f"{path}: must be finite, got {float(v)}")
-    return float(v)
-
-
-def _vec(v: Any, path: str, size: int | None = None, why: str = "") -> tuple[float, ...]:
-    """A tuple of finite floats; a bare number counts as one value."""
-    if isinstance(v, np.ndarray):
-        v = v.tolist()
-    if isinstance(v, list | tuple):
-        vals = tuple(_num(x, f"{path}[{i}]") for i, x in enumerate(v))
-    else:
-        vals = (_num(v, path),)
-    if size is None and not vals:
-        raise SpaceError(f"{path}: needs at least one value (dimension must be >= 1)")
-    if size is not None and len(vals) != size:
-        raise SpaceError(f"{path}: expected {size} values{why}, got {len(vals)}")
-    return vals
-
-
-def _log_prob_sigmoid(x: np.ndarray | float) -> np.ndarray:
-    """log(sigmoid(x)) without overflow for large |x|."""
-    return -np.logaddexp(0.0, -np.asarray(x, dtype=np.float64))
-
-
-_PPF = np.vectorize(statistics.NormalDist().inv_cdf, otypes=[np.float64])
-
-
-def _std_normal_ppf(u: np.ndarray) -> np.ndarray:
-    """Standard normal inverse CDF (stdlib: no scipy inside Blender)."""
-    return _PPF(np.clip(u, 1e-300, 1.0 - 1e-16))
-
-
-def strict_json_loads(text: str | bytes, error: type[ValueError]) -> Any:
-    """json.loads that refuses NaN/Infinity literals; malformed JSON and those raise `error`."""
-    def reject(const: str) -> None:
-        raise error(f"json: {const} is not allowed (numbers must be finite)")
-
-    try:
-        return json.loads(text, parse_constant=reject)
-    except (json.JSONDecodeError, TypeError, UnicodeDecodeError) as e:
-        raise error(f"json: invalid JSON: {e}") from None
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    e = np.exp(logits - np.max(logits))
-    return e / e.sum()
 
 
 class _ParamBase:
@@ -394,10 +338,6 @@ class BernoulliParam(_ParamBase):
 Param = NormalParam | CategoricalParam | BernoulliParam
 PARAM_KINDS: dict[str, type[Param]] = {c.kind: c for c in (NormalParam, CategoricalParam,
                                                            BernoulliParam)}
-
-
-def _known(names: Sequence[str]) -> str:
-    return ", ".join(names) if names else "none"
 
 
 def _param_from_dict(d: Any, path: str) -> Param:

@@ -16,7 +16,7 @@ bpy = pytest.importorskip("bpy")
 
 import blender_addon  # noqa: E402
 from blender_addon.bindings import TEXT_NAME, read, resolve  # noqa: E402
-from tests.test_addon_bpy import _Layout  # noqa: E402
+from tests.addon_helpers import _Layout  # noqa: E402
 
 pytestmark = pytest.mark.blender
 ROUGH = 'node_tree.nodes["Principled BSDF"].inputs["Roughness"].default_value'

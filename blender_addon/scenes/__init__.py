@@ -22,14 +22,17 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
+from protocol.bindings import Binding
+from protocol.scene import SceneDescription
 from protocol.scene_defaults import SceneDefaults
+from protocol.space import ParameterSpace
 
 from ..handle import SceneHandle
 
-__all__ = ["SCENE_NAMES", "BuiltinScene", "SceneHandle", "classes", "defaults", "labels_for",
-           "load", "main", "space_dict", "space_path"]
+__all__ = ["SCENE_NAMES", "BuiltinScene", "SceneHandle", "classes", "defaults", "describe",
+           "labels_for", "load", "main", "run_as_script", "space_dict", "space_path"]
 
 SCENE_NAMES: tuple[str, ...] = ("clevr", "placement")
 
@@ -72,6 +75,13 @@ def defaults(name: str) -> SceneDefaults:
     """The example's own defaults (task, fixed parameters, method settings), read bpy-free so
     the optimizer knows them before any server starts; the built file carries the same."""
     return SceneDefaults.from_dict(_scene_file(name).get("defaults", {}))
+
+
+def describe(name: str, bindings: list[Binding], scene_name: str) -> SceneDescription:
+    """A builder's description of example `name`: NAME.json's space, the builder's bindings,
+    and NAME.scene.json's classes, labels_for and defaults; scene_name: the Blender scene's."""
+    return SceneDescription(ParameterSpace.from_dict(space_dict(name)), bindings, classes(name),
+                            labels_for=labels_for(name), scene=scene_name, defaults=defaults(name))
 
 
 def realise(name: str) -> Any:
@@ -133,3 +143,13 @@ def main(name: str, argv: list[str] | None = None) -> int:
     print(f"wrote {args.out}: scene {bound.scene.name!r}, {len(desc.space.params)} parameters, "
           f"{len(desc.bindings)} bindings, classes {', '.join(desc.classes[1:])}")
     return 0
+
+
+def run_as_script(path: str) -> NoReturn:
+    """A builder started as a file (`python .../NAME.py --out x`, `blender -P .../NAME.py`)
+    runs again as the module blender_addon.scenes.NAME, so that its relative imports work, and
+    exits."""
+    import runpy
+
+    runpy.run_module(f"{__name__}.{Path(path).stem}", run_name="__main__")
+    raise SystemExit(0)

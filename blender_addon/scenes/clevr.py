@@ -26,22 +26,20 @@ import os
 import sys
 
 if __name__ == "__main__" and not __package__:  # a script: `python .../clevr.py --out x`
-    import runpy
-
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
         __file__)))))
-    runpy.run_module("blender_addon.scenes.clevr", run_name="__main__")
-    raise SystemExit(0)
+    from blender_addon.scenes import run_as_script
+
+    run_as_script(__file__)
 
 import bpy  # noqa: E402
 from mathutils import Matrix  # noqa: E402
 
 from protocol.bindings import Binding  # noqa: E402
 from protocol.scene import SceneDescription  # noqa: E402
-from protocol.space import ParameterSpace  # noqa: E402
 
 from ..object_classes import CLASS_PROPERTY  # noqa: E402
-from . import classes, defaults, labels_for, main, primitives, space_dict  # noqa: E402
+from . import describe, main, primitives  # noqa: E402
 from .primitives import mesh_primitive, new_object, principled  # noqa: E402
 
 SCENE = "clevr"
@@ -207,9 +205,7 @@ def bindings(scene_name: str = SCENE) -> list[Binding]:
 
 def description(scene_name: str = SCENE) -> SceneDescription:
     """The scene description: clevr.json's space, the bindings, the classes."""
-    return SceneDescription(ParameterSpace.from_dict(space_dict(SCENE)), bindings(scene_name),
-                            classes(SCENE), labels_for=labels_for(SCENE), scene=scene_name,
-                            defaults=defaults(SCENE))
+    return describe(SCENE, bindings(scene_name), scene_name)
 
 
 if __name__ == "__main__":
