@@ -12,14 +12,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
-from protocol.distributions import (
-    BernoulliParam,
-    CategoricalParam,
-    NormalParam,
-    Param,
-    _log_prob_sigmoid,
-    _softmax,
-)
+from protocol.distributions import BernoulliParam, CategoricalParam, NormalParam, Param
+from protocol.numerics import _log_prob_sigmoid, _softmax
 from protocol.space import ParameterSpace
 
 
