@@ -88,9 +88,14 @@ def main() -> None:
     ap.add_argument("--variants", action="store_true",
                     help="only cos(K, exact) for each estimator variant (sampling x active_only "
                     "x baseline), no finite differences")
+    ap.add_argument("--influence", action="store_true",
+                    help="only the shape of the per-sample influence grad l_k . v at warm theta "
+                    "(per component: kurtosis, R^2 of a linear / quadratic fit in its latent)")
     args = ap.parse_args()
     if args.variants:
         return variants(args)
+    if args.influence:
+        return influence(args)
     torch.set_num_threads(1)
     task = ClassifierTask()
     start = ToySimulator().space
@@ -174,6 +179,44 @@ def variants(args) -> None:
         sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
         print(f"| {state} | {approx} | {'stratified' if strat else 'iid'} | {act} | {base} | "
               f"{statistics.fmean(vals):.2f} ± {sd:.2f} |")
+
+
+def influence(args, n: int = 8000) -> None:
+    """Why K samples are noisy: how heavy-tailed and how (un)smooth f_k = grad l_k . v is."""
+    torch.set_num_threads(1)
+    task = ClassifierTask()
+    start = ToySimulator().space
+    train = task.to_data(ToySimulator().render(start.sample(1024, np.random.default_rng(3))),
+                         "cpu")
+    print("| target | component | kurtosis | R^2 linear | R^2 quadratic |")
+    print("|---|---|---|---|---|")
+    for ti, target in enumerate(draw_targets(start, args.targets, args.target_seed)):
+        val = task.to_data(ToySimulator(target).render(
+            target.sample(500, np.random.default_rng(10_000 + ti))), "cpu")
+        model, _ = train_fresh(task, train, device="cpu", lr=1e-2, epochs=30, batch_size=32,
+                               generator=torch.Generator().manual_seed(0))
+        latents = start.sample(n, np.random.default_rng(5))
+        data = task.to_data(ToySimulator(start).render(latents), "cpu")
+        model.eval()
+        res = hypergradient(approx="linear", params=[p for p in model.parameters()],
+                            per_sample_loss=lambda m=model, d=data: task.per_sample_loss(m, d),
+                            val_loss=lambda m=model, v=val: task.loss(m, v),
+                            score=torch.zeros(n, start.psi_dim))
+        f = res.directional.double().numpy()
+        comp = latents[:, start.latent_slices["component"]][:, 0].astype(int)
+        params = {p.name: p for p in start.params}
+        for c, name in enumerate(params["component"].choices):
+            y = f[comp == c]
+            p = params[name]
+            z = (latents[comp == c][:, start.latent_slices[name]] - np.asarray(p.mean)) \
+                * np.exp(-np.asarray(p.log_std))
+            lin = np.c_[np.ones(len(z)), z]
+            quad = np.c_[lin, z ** 2, z[:, :1] * z[:, 1:]]
+
+            def r2(x, y=y):
+                return 1 - np.var(y - x @ np.linalg.lstsq(x, y, rcond=None)[0]) / np.var(y)
+            kurt = float(((y - y.mean()) ** 4).mean() / y.var() ** 2)
+            print(f"| {ti} | {name} | {kurt:.0f} | {r2(lin):.2f} | {r2(quad):.2f} |", flush=True)
 
 
 if __name__ == "__main__":
