@@ -99,3 +99,26 @@ class _OpProps:
 
     def __setattr__(self, key, value):
         assert key in self._rna.properties, f"operator has no property {key!r}"
+
+
+def gui_client(ctx, endpoint: str):
+    """A REQ socket on the add-on's in-GUI server and call(kind, fields) -> reply. Timers never
+    fire in module mode, so call() runs the server's timer function itself while it waits."""
+    import zmq
+
+    from protocol import wire
+
+    ops = _ops()
+    req = ctx.socket(zmq.REQ)
+    req.setsockopt(zmq.LINGER, 0)
+    req.connect(endpoint)
+
+    def call(kind, fields=None):
+        req.send_multipart(wire.encode(kind, kind, fields or {}))
+        for _ in range(500):
+            assert ops.server_timer() == ops.TIMER_INTERVAL
+            if req.poll(10):
+                return wire.decode(req.recv_multipart())
+        raise AssertionError(f"no reply to {kind}")
+
+    return req, call

@@ -19,6 +19,7 @@ from tests.addon_helpers import (  # noqa: E402
     _ops,
     _props,
     _settings,
+    gui_client,
 )
 from tests.fakes import FAKE_SPACE  # noqa: E402
 
@@ -31,7 +32,6 @@ pytestmark = [pytest.mark.blender, pytest.mark.usefixtures("addon_registered")]
 def test_gui_server_shows_set_params_live():
     import zmq
 
-    from protocol import wire
 
     ops, P = _ops(), _props()
     s = _built()
@@ -39,17 +39,7 @@ def test_gui_server_shows_set_params_live():
     endpoint = ops.start_server(bpy.context.scene, "tcp://127.0.0.1:*")
     assert s.server_running and s.server_endpoint == endpoint
     ctx = zmq.Context()
-    req = ctx.socket(zmq.REQ)
-    req.setsockopt(zmq.LINGER, 0)
-    req.connect(endpoint)
-
-    def call(kind, fields=None):
-        req.send_multipart(wire.encode(kind, kind, fields or {}))
-        for _ in range(500):  # timers never fire in module mode: call the timer function
-            assert ops.server_timer() == ops.TIMER_INTERVAL
-            if req.poll(10):
-                return wire.decode(req.recv_multipart())
-        raise AssertionError(f"no reply to {kind}")
+    req, call = gui_client(ctx, endpoint)
 
     try:
         hello = call("hello", {"client": "pytest-optimizer"})

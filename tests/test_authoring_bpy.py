@@ -16,7 +16,7 @@ bpy = pytest.importorskip("bpy")
 
 import blender_addon  # noqa: E402
 from blender_addon.bindings import TEXT_NAME, read, resolve  # noqa: E402
-from tests.addon_helpers import _Layout  # noqa: E402
+from tests.addon_helpers import _Layout, gui_client  # noqa: E402
 
 pytestmark = pytest.mark.blender
 ROUGH = 'node_tree.nodes["Principled BSDF"].inputs["Roughness"].default_value'
@@ -250,7 +250,6 @@ def test_preview_dataset_and_server_on_the_files_bindings(scene, tmp_path):
 
     from blender_addon import operators as ops
     from blender_addon import preview
-    from protocol import wire
 
     _randomize(bpy.data.lights["Key"], "energy")
     _randomize(bpy.data.objects["Cube"], "location")
@@ -272,17 +271,7 @@ def test_preview_dataset_and_server_on_the_files_bindings(scene, tmp_path):
 
     endpoint = ops.start_server(scene, "tcp://127.0.0.1:*")
     ctx = zmq.Context()
-    req = ctx.socket(zmq.REQ)
-    req.setsockopt(zmq.LINGER, 0)
-    req.connect(endpoint)
-
-    def call(kind, fields=None):
-        req.send_multipart(wire.encode(kind, kind, fields or {}))
-        for _ in range(500):
-            ops.server_timer()
-            if req.poll(10):
-                return wire.decode(req.recv_multipart())
-        raise AssertionError(kind)
+    req, call = gui_client(ctx, endpoint)
 
     try:
         hello = call("hello", {"client": "pytest"})
