@@ -77,17 +77,21 @@ def render_all(sim: FarmSimulator, lat: np.ndarray, k: int, size: int,
 
 
 class Killer(threading.Thread):
-    """SIGKILLs the longest-running local server every `every` seconds."""
+    """SIGKILLs the longest-running local server every `every` seconds, at most `most` times
+    (None: until stopped). A bound keeps a loaded machine, where a restarted Blender takes
+    longer than `every` to join, from losing every server to the killer."""
 
-    def __init__(self, local: LocalServers, every: float) -> None:
+    def __init__(self, local: LocalServers, every: float, most: int | None = None) -> None:
         super().__init__(daemon=True)
-        self.local, self.every = local, every
+        self.local, self.every, self.most = local, every, most
         self.kills: list[float] = []
         self.done = threading.Event()
         self._born = {p.pid: time.monotonic() for p in local.procs}
 
     def run(self) -> None:
         while not self.done.wait(self.every):
+            if self.most is not None and len(self.kills) >= self.most:
+                return
             now = time.monotonic()
             for p in self.local.procs:
                 self._born.setdefault(p.pid, now)
@@ -105,11 +109,12 @@ def process_index(item_id: str) -> int:
 
 
 def chaos(n: int = 2000, k: int = 16, size: int = 32, servers: int = 2,
-          kill_every_s: float = 20.0, heartbeat_s: float = 2.0, seed: int = 0) -> dict:
+          kill_every_s: float = 20.0, heartbeat_s: float = 2.0, seed: int = 0,
+          max_kills: int | None = None) -> dict:
     with tempfile.TemporaryDirectory(prefix="autosim-chaos-") as logs:
         with farm(servers, heartbeat_s, logs) as (sim, local):
             lat = latents_for(sim, n, seed)
-            killer = Killer(local, kill_every_s)
+            killer = Killer(local, kill_every_s, max_kills)
             t0 = time.monotonic()
             killer.start()
             try:
