@@ -32,7 +32,6 @@ pytestmark = [pytest.mark.blender, pytest.mark.usefixtures("addon_registered")]
 def test_gui_server_shows_set_params_live():
     import zmq
 
-
     ops, P = _ops(), _props()
     s = _built()
     P.space_to_props(ParameterSpace.from_dict(space_dict("clevr")), s)
