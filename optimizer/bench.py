@@ -11,6 +11,7 @@ not compared; the judged test metric is.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -23,9 +24,10 @@ from optimizer.algorithms.base import Context
 from optimizer.bench_report import markdown, plot
 from optimizer.bench_setup import BenchConfig, BenchSetup, Target, open_bench
 from optimizer.errors import CliError
-from optimizer.judge import gap_closed, mean_std
+from optimizer.judge import gap_closed, mean_std, paired_span
 from optimizer.optimize import device_of, effective_options
 from optimizer.run import Runner, read_metrics, strict_json
+from optimizer.tasks.base import TaskData
 
 AUTOSIM_VARIANTS = {"autosimulate": "quadratic", "approx_quadratic": "approx_quadratic",
                     "linear": "linear", "no_val": "no_val"}
@@ -102,23 +104,28 @@ MIN_SPAN = 0.02  # a target closer to the start than this (in metric units) has 
 
 
 def separable(ref: dict[str, Any]) -> bool:
-    """Whether the judge tells the target's configuration from the start: the span between
-    their judged metrics exceeds MIN_SPAN and twice the spread of the two. A target the judge
-    cannot tell apart has no gap to close; its gap closed would be noise over noise."""
+    """Whether the judge tells the target's configuration from the start: the paired span
+    exceeds MIN_SPAN and twice its standard error. A target the judge cannot tell apart has
+    no gap to close; its gap closed would be noise over noise."""
     if ref.get("target") is None:
         return False
-    (s0, sd0), (st, sdt) = mean_std(ref["start"]), mean_std(ref["target"])
-    return st - s0 > max(MIN_SPAN, 2.0 * float(np.hypot(sd0, sdt)))
+    span, se = paired_span(ref)
+    return bool(np.isfinite(span)) and span > max(MIN_SPAN, 2.0 * se)
+
+
+def _start_of(ref: dict[str, Any], seed: int) -> float:
+    """The start's score under the run's own judge seed (its pair), else the mean."""
+    start = ref["start"]
+    value = start[seed] if 0 <= seed < len(start) else None
+    return float(value) if value is not None and np.isfinite(value) else mean_std(start)[0]
 
 
 def summarise(runs: list[dict[str, Any]], methods: list[str], refs: dict[str, dict[str, Any]],
               fractions: list[float]) -> dict[str, Any]:
     """Per method: the judged test metric at each checkpoint, gap closed (mean and spread over
     the separable targets, each target's seeds averaged first), images to close REACH of the
-    gap."""
-    # (start, target) judged means of the targets the judge tells apart from the start
-    spans = {name: (mean_std(ref["start"])[0], mean_std(ref["target"])[0])
-             for name, ref in refs.items() if separable(ref)}
+    gap. A run judged with seed s is measured from the start's score under seed s."""
+    spans = {name: paired_span(ref)[0] for name, ref in refs.items() if separable(ref)}
     rows = []
     for method in methods:
         mine = [r for r in runs if r["method"] == method]
@@ -127,22 +134,27 @@ def summarise(runs: list[dict[str, Any]], methods: list[str], refs: dict[str, di
                                "images": mean_std([r["images"] for r in mine])}
         row["test"] = [mean_std([r["checkpoints"][i]["test"] for r in mine])
                        for i in range(len(fractions))]
-        gaps, per_target = [], {}
-        for name, (s0, st) in spans.items():
+        gaps, per_target, per_target_se = [], {}, {}
+        for name, span in spans.items():
             ts = [r for r in mine if r["target"] == name]
-            per_target[name] = [mean_std([gap_closed(r["checkpoints"][i]["test"], s0, st)
-                                          for r in ts])[0] for i in range(len(fractions))]
+            ms = [mean_std([gap_closed(r["checkpoints"][i]["test"],
+                                       _start_of(refs[name], r["seed"]),
+                                       _start_of(refs[name], r["seed"]) + span) for r in ts])
+                  for i in range(len(fractions))]
+            per_target[name] = [m for m, _ in ms]
+            per_target_se[name] = [sd / np.sqrt(max(len(ts), 1)) for _, sd in ms]
             gaps.append(per_target[name])
         row["gap"] = [mean_std([g[i] for g in gaps]) for i in range(len(fractions))]
         row["gap_per_target"] = per_target
+        row["gap_per_target_se"] = per_target_se
         for level in REACH:
             reach, total = [], 0
             for r in mine:
                 if r["target"] not in spans:
                     continue
                 total += 1
-                s0, st = spans[r["target"]]
-                hit = images_to_reach(r["checkpoints"], s0 + level * (st - s0))
+                s0 = _start_of(refs[r["target"]], r["seed"])
+                hit = images_to_reach(r["checkpoints"], s0 + level * spans[r["target"]])
                 if hit is not None:
                     reach.append(hit)
             row[f"reach_{int(level * 100)}"] = {"images": mean_std(reach) if reach else None,
@@ -154,14 +166,39 @@ def summarise(runs: list[dict[str, Any]], methods: list[str], refs: dict[str, di
             "separable": list(spans)}
 
 
-def judge_references(setup: BenchSetup, target: Target, seeds: int) -> dict[str, Any]:
+def _digest(data: TaskData) -> str:
+    h = hashlib.sha256()
+    for t in (data.inputs, data.targets):
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def judge_references(setup: BenchSetup, target: Target, seeds: int,
+                     cache: Path | None = None) -> dict[str, Any]:
     """The judge's own range on a target: the start psi (no optimisation) and, where known,
-    the target configuration itself, each judged exactly as a method's psi, seed by seed."""
+    the target configuration itself, each judged exactly as a method's psi, seed by seed.
+    Kept in `cache` (a JSON file) with what they were judged under, and reused while that
+    matches: an interrupted or extended bench does not judge them again."""
+    key = {"protocol": setup.eval, "start": setup.space.psi.tolist(),
+           "target": None if target.space is None else target.space.psi.tolist(),
+           "test": _digest(target.test)}
+    if cache is not None and cache.is_file():
+        try:
+            kept = json.loads(cache.read_text())
+            refs = kept["refs"]
+            if kept["key"] == strict_json(key) and len(refs["start"]) >= seeds:
+                return {**refs, "start": refs["start"][:seeds],
+                        "target": None if refs["target"] is None else refs["target"][:seeds]}
+        except (json.JSONDecodeError, KeyError, TypeError):
+            pass  # unreadable: judge again
     judge = setup.judge(target)
     refs: dict[str, Any] = {"start": judge.scores(setup.space.psi, range(seeds)),
                             "target": None, "moved": target.moved}
     if target.space is not None:
         refs["target"] = judge.scores(target.space, range(seeds))
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps(strict_json({"key": key, "refs": refs})))
     return refs
 
 
@@ -199,7 +236,8 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
                 curve=cfg.simulator.curve))
             print(f"publishing every run to watchers on {publisher.endpoint}", flush=True)
         for target in setup.targets:
-            refs[target.name] = judge_references(setup, target, seeds)
+            refs[target.name] = judge_references(
+                setup, target, seeds, cfg.out / "targets" / target.name / "references.json")
             ref = refs[target.name]
             print(f"target {target.name}: judged start {mean_std(ref['start'])[0]:.3f}"
                   + (f", target {mean_std(ref['target'])[0]:.3f}" if ref["target"] else "")

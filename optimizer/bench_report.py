@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from optimizer.judge import mean_std
+from optimizer.judge import mean_std, paired_span
 
 
 def _ms(pair: tuple[float, float] | None, fmt: str) -> str:
@@ -54,20 +54,27 @@ def markdown(summary: dict[str, Any], refs: dict[str, dict[str, Any]], scene: st
                   + (f" (left out, too close to the start: {', '.join(close)})" if close
                      else "") + "."]
     lines += ["", f"The judge's own range (test {metric}, mean ± std over {seeds} judge "
-              f"seed(s)), and gap closed at the end of the budget per target:", ""]
+              f"seed(s)); the span target - start, measured seed by seed (mean ± standard "
+              f"error); and gap closed at the end of the budget per target (mean ± standard "
+              f"error over the seeds, each from the start's score under its own judge seed):",
+              ""]
     methods = [r["method"] for r in summary["rows"]]
-    head = ["Target", "Moved", "Start psi", "Target psi"] + methods
+    head = ["Target", "Moved", "Start psi", "Target psi", "Span"] + methods
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, ref in refs.items():
         cells = [name, ", ".join(ref.get("moved") or []) or "-", _ms(mean_std(ref["start"]),
                                                                       ".3f"),
-                 _ms(mean_std(ref["target"]), ".3f") if ref.get("target") else "unknown"]
+                 _ms(mean_std(ref["target"]), ".3f") if ref.get("target") else "unknown",
+                 _ms(paired_span(ref), ".3f") if ref.get("target") else "n/a"]
         for r in summary["rows"]:
             g = r["gap_per_target"].get(name)
+            se = r.get("gap_per_target_se", {}).get(name)
             if ref.get("target") is not None and name not in known:
                 cells.append("too close")
+            elif g and np.isfinite(g[-1]):
+                cells.append(_ms((g[-1], se[-1]), ".2f") if se else f"{g[-1]:.2f}")
             else:
-                cells.append(f"{g[-1]:.2f}" if g and np.isfinite(g[-1]) else "n/a")
+                cells.append("n/a")
         lines.append("| " + " | ".join(cells) + " |")
     if agreement:
         lines += ["", "P(favoured): the final psi's probability on the choices the target "

@@ -10,7 +10,7 @@ import torch
 
 from optimizer.bench import images_to_reach, psi_at, summarise
 from optimizer.bench_report import markdown
-from optimizer.judge import Judge, gap_closed, mean_std
+from optimizer.judge import Judge, gap_closed, mean_std, paired_span
 from optimizer.simulators.toy import ToySimulator
 from optimizer.targets import draw_target, draw_targets, moved_parameters
 from optimizer.tasks.classifier import ClassifierTask
@@ -80,18 +80,32 @@ def test_summary_gap_closed_and_images_to_close_the_gap_by_hand():
             "t1": {"start": [0.5, 0.5], "target": [0.7, 0.7]},     # gap 0.2
             "own": {"start": [0.3], "target": None},               # a user's data
             "near": {"start": [0.90, 0.92], "target": [0.91, 0.93]},   # span 0.01
-            "noisy": {"start": [0.1, 0.5], "target": [0.4, 0.6]}}      # span 0.2, spread .3
+            # paired spans (.4, .05): mean .225, standard error .175 -> 2 se > span
+            "noisy": {"start": [0.1, 0.5], "target": [0.5, 0.55]},
+            # each seed gains .1/.12, though the seeds' scores spread .3: pairs tell it apart
+            "paired": {"start": [0.2, 0.5], "target": [0.3, 0.62]}}
     def run(target, seed, tests):
         return {"method": "m", "seed": seed, "target": target, "wall_s": 1.0, "images": 64,
                 "agreement": [], "checkpoints": [{"fraction": f, "images": int(64 * f),
                                                    "test": t} for f, t in zip((0.5, 1), tests)]}
     runs = [run("t0", 0, [0.3, 0.5]), run("t0", 1, [0.4, 0.6]),   # gaps (.25, .75), (.5, 1)
             run("t1", 0, [0.5, 0.68]), run("t1", 1, [0.6, 0.7]),  # gaps (0, .9), (.5, 1)
-            run("own", 0, [0.4, 0.45]), run("near", 0, [0.0, 0.0]), run("noisy", 0, [0.0, 0.0])]
+            run("own", 0, [0.4, 0.45]), run("near", 0, [0.0, 0.0]), run("noisy", 0, [0.0, 0.0]),
+            # measured from the start's score under its own judge seed: gaps 1 and 0
+            run("paired", 0, [0.2, 0.31]), run("paired", 1, [0.5, 0.5])]
     summary = summarise(runs, ["m"], refs, [0.5, 1.0])
-    assert summary["separable"] == ["t0", "t1"]  # the judge cannot tell near/noisy apart
+    # the judge cannot tell near/noisy apart
+    assert summary["separable"] == ["t0", "t1", "paired"]
+    assert paired_span(refs["paired"]) == pytest.approx((0.11, 0.01))
     (row,) = summary["rows"]
-    assert set(row["gap_per_target"]) == {"t0", "t1"}
+    assert set(row["gap_per_target"]) == {"t0", "t1", "paired"}
+    assert row["gap_per_target"]["paired"][1] == pytest.approx(0.5)
+    assert row["gap_per_target_se"]["paired"][1] == pytest.approx(0.5)
+    assert row["gap_per_target"]["paired"][0] == pytest.approx(0.0)
+    del refs["paired"]
+    runs = runs[:-2]
+    summary = summarise(runs, ["m"], refs, [0.5, 1.0])
+    (row,) = summary["rows"]
     # gap at 100%: t0 mean(.75, 1) = .875, t1 mean(.9, 1) = .95 -> mean .9125 over targets
     assert row["gap"][1][0] == pytest.approx(0.9125)
     assert row["gap"][1][1] == pytest.approx(np.std([0.875, 0.95], ddof=1))
@@ -192,3 +206,38 @@ def test_evaluate_and_bench_on_your_own_folders(tmp_path):
     (run,) = data["runs"]
     assert run["images"] == 8 and 0.0 <= run["test_metric"] <= 1.0
     assert "unknown" in (tmp_path / "b" / "bench.md").read_text()
+
+
+def test_judge_references_are_kept_and_reused_only_while_their_key_matches(tmp_path,
+                                                                             monkeypatch):
+    """An interrupted or extended bench does not judge the start and target again; a changed
+    protocol or more seeds than were kept does."""
+    from optimizer.bench import judge_references
+    from optimizer.bench_setup import BenchConfig, open_bench
+    from optimizer.scene_ref import SceneRef
+
+    torch.set_num_threads(1)
+    calls = []
+    real = Judge.scores
+    monkeypatch.setattr(Judge, "scores", lambda self, psi, seeds: calls.append(list(seeds))
+                        or real(self, psi, seeds))
+    cfg = BenchConfig(ref=SceneRef.from_flags("toy"), methods=[], out=tmp_path, targets=1,
+                      target_seed=3, judge={"train_n": 64, "epochs": 2})
+    cache = tmp_path / "refs.json"
+    with open_bench(cfg, torch.device("cpu")) as setup:
+        (target,) = setup.targets
+        first = judge_references(setup, target, 2, cache)
+        assert calls == [[0, 1], [0, 1]] and cache.is_file()
+        again = judge_references(setup, target, 2, cache)
+        fewer = judge_references(setup, target, 1, cache)
+        assert calls == [[0, 1], [0, 1]]                 # nothing judged again
+        assert again == json.loads(json.dumps(first))
+        assert fewer["start"] == first["start"][:1] and fewer["target"] == first["target"][:1]
+        judge_references(setup, target, 3, cache)          # more seeds than were kept
+        assert calls[2:] == [[0, 1, 2], [0, 1, 2]]
+        setup.eval = {**setup.eval, "epochs": 3}           # another protocol
+        judge_references(setup, target, 1, cache)
+        assert calls[4:] == [[0], [0]]
+        cache.write_text("{not json")                      # unreadable: judged again
+        judge_references(setup, target, 1, cache)
+        assert len(calls) == 8
