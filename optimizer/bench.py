@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from optimizer import algorithms
 from optimizer.algorithms.base import Context
@@ -173,20 +174,30 @@ def _digest(data: TaskData) -> str:
     return h.hexdigest()
 
 
+def reference_key(setup: BenchSetup, target: Target) -> dict[str, Any]:
+    """What a target's judged references depend on (as JSON)."""
+    return strict_json({
+        "protocol": setup.eval, "start": setup.space.psi,
+        "target": None if target.space is None else target.space.psi,
+        "test": _digest(target.test),
+        # a score is reproducible only under one numerical setting (see optimizer.judge)
+        "device": str(setup.device), "threads": torch.get_num_threads(),
+        "torch": torch.__version__})
+
+
 def judge_references(setup: BenchSetup, target: Target, seeds: int,
                      cache: Path | None = None) -> dict[str, Any]:
     """The judge's own range on a target: the start psi (no optimisation) and, where known,
     the target configuration itself, each judged exactly as a method's psi, seed by seed.
-    Kept in `cache` (a JSON file) with what they were judged under, and reused while that
-    matches: an interrupted or extended bench does not judge them again."""
-    key = {"protocol": setup.eval, "start": setup.space.psi.tolist(),
-           "target": None if target.space is None else target.space.psi.tolist(),
-           "test": _digest(target.test)}
+    Kept in `cache` (a JSON file) with what they were judged under (protocol, psis, test set,
+    device, threads, torch), and reused while that matches: an interrupted or extended bench
+    does not judge them again."""
+    key = reference_key(setup, target)
     if cache is not None and cache.is_file():
         try:
             kept = json.loads(cache.read_text())
             refs = kept["refs"]
-            if kept["key"] == strict_json(key) and len(refs["start"]) >= seeds:
+            if kept["key"] == key and len(refs["start"]) >= seeds:
                 return {**refs, "start": refs["start"][:seeds],
                         "target": None if refs["target"] is None else refs["target"][:seeds]}
         except (json.JSONDecodeError, KeyError, TypeError):

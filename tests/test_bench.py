@@ -238,6 +238,13 @@ def test_judge_references_are_kept_and_reused_only_while_their_key_matches(tmp_p
         setup.eval = {**setup.eval, "epochs": 3}           # another protocol
         judge_references(setup, target, 1, cache)
         assert calls[4:] == [[0], [0]]
+        threads = torch.get_num_threads()
+        torch.set_num_threads(threads + 1)                 # another numerical setting
+        try:
+            judge_references(setup, target, 1, cache)
+        finally:
+            torch.set_num_threads(threads)
+        assert len(calls) == 8
         cache.write_text("{not json")                      # unreadable: judged again
         judge_references(setup, target, 1, cache)
-        assert len(calls) == 8
+        assert len(calls) == 10
