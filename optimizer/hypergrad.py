@@ -58,12 +58,14 @@ def per_sample_grad_norms(per_sample_loss: torch.Tensor,
 
 
 def score_weighted(score: torch.Tensor, values: torch.Tensor, weights: torch.Tensor | None,
-                   baseline: str = "loo") -> torch.Tensor:
+                   baseline: str = "loo", pairs: bool = False) -> torch.Tensor:
     """sum_k w_k score_k (values_k - b_k). A baseline is a control variate (E[score] = 0):
     'loo' (equal weights only) the leave-one-out mean keeps the estimate unbiased and cuts its
     variance a lot; 'mean' subtracts the weighted mean of the values: what self-normalised
     importance weights (summing to 1) want, and a no-op for an exact expectation. Given
-    weights, 'loo' subtracts nothing (exact probabilities need no control variate)."""
+    weights, 'loo' subtracts nothing (exact probabilities need no control variate).
+    pairs: rows (2i, 2i + 1) are antithetic pairs (space.sample); 'loo' then leaves the pair
+    out, as a baseline that saw a sample's partner would bias it."""
     if baseline not in BASELINES:
         raise ValueError(f"unknown baseline {baseline!r}; known: {', '.join(BASELINES)}")
     k = values.shape[0]
@@ -72,7 +74,12 @@ def score_weighted(score: torch.Tensor, values: torch.Tensor, weights: torch.Ten
     values = values.to(score.dtype)
     if weights is None:
         weights = torch.full((k,), 1.0 / k, dtype=score.dtype, device=score.device)
-        if baseline == "loo" and k > 1:
+        if baseline == "loo" and pairs:
+            if k % 2 or k < 4:
+                raise ValueError(f"antithetic pairs need an even K >= 4, got K = {k}")
+            pair_sum = values.view(-1, 2).sum(1).repeat_interleave(2)
+            values = values - (values.sum() - pair_sum) / (k - 2)
+        elif baseline == "loo" and k > 1:
             values = values - (values.sum() - values) / (k - 1)
     weights = weights.to(score.dtype)
     if baseline == "mean":
@@ -93,6 +100,7 @@ def hypergradient(
     hessian_loss: Callable[[], torch.Tensor] | None = None,
     baseline: str = "loo",
     normalise: bool = False,
+    pairs: bool = False,
 ) -> HypergradResult:
     """One hypergradient at the current theta.
 
@@ -105,6 +113,7 @@ def hypergradient(
     normalise: use grad l_k . v / ||grad l_k|| (times the mean norm, to keep the scale)
     instead of the raw dot product, whose high-loss samples look influential for their
     gradient's size alone (a cosine, as data-selection work does; biased, off by default).
+    pairs: the samples are antithetic pairs (see score_weighted).
     """
     if approx not in APPROXIMATIONS:
         raise ValueError(f"unknown approximation {approx!r}; known: {', '.join(APPROXIMATIONS)}")
@@ -116,7 +125,7 @@ def hypergradient(
     losses = per_sample_loss()
     if approx == "no_val":
         d = losses.detach()
-        return HypergradResult(score_weighted(score, d, weights, baseline), None, d,
+        return HypergradResult(score_weighted(score, d, weights, baseline, pairs), None, d,
                                seconds=time.perf_counter() - started)
     if val_loss is None:
         raise ValueError(f"approximation {approx!r} needs a validation loss")
@@ -144,6 +153,6 @@ def hypergradient(
     if normalise:
         norms = per_sample_grad_norms(losses, params)
         d = d * (norms.mean() / norms.clamp_min(1e-12 * float(norms.max()) + 1e-30))
-    grad = -score_weighted(score, d, weights, baseline)
+    grad = -score_weighted(score, d, weights, baseline, pairs)
     return HypergradResult(grad, v.detach(), d, iters, residual, time.perf_counter() - started,
                            negative)

@@ -256,7 +256,8 @@ class ParameterSpace:
             p.check_latent(a[:, self._latent_slices[p.name]], "latents")
         return a
 
-    def sample(self, n: int, rng: np.random.Generator, stratified: bool = False) -> np.ndarray:
+    def sample(self, n: int, rng: np.random.Generator, stratified: bool = False,
+               antithetic: bool = False) -> np.ndarray:
         """n latents from q_psi as an (n, latent_dim) float64 array; rng makes it reproducible.
 
         stratified: Latin hypercube sampling. Each latent column's n uniforms fall one in each
@@ -264,19 +265,42 @@ class ParameterSpace:
         inverse CDF: every row is still an exact draw from q_psi (so sample means stay
         unbiased), but a categorical's choice counts are within one of n * p and a normal's
         draws cover its quantiles evenly, which cuts the variance of score-function averages.
+
+        antithetic: rows come in pairs (2i, 2i + 1) that share every column but the free
+        normals', which the second row mirrors about the mean (uniform u and 1 - u). Every row
+        is still an exact draw; within a pair only the free normals differ, so a score-function
+        average sees their effect as a difference of two renders (a score-function estimate
+        over pairs needs a baseline that leaves the pair out). n must be even.
         """
         if not isinstance(rng, np.random.Generator):
             raise TypeError(f"rng: expected numpy.random.Generator, got {type(rng).__name__}")
         if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 0:
             raise SpaceError(f"n: expected an integer >= 0, got {n!r}")
         n = int(n)
-        if not stratified:
+        if antithetic:
+            if n % 2:
+                raise SpaceError(f"n: antithetic sampling draws pairs, got an odd n = {n}")
+            u = self._uniforms(n // 2, rng, stratified)
+            mirrored = u.copy()
+            for p in self._params:
+                if p.kind == "normal" and not p.fixed:
+                    cols = self._latent_slices[p.name]
+                    mirrored[:, cols] = 1.0 - u[:, cols]
+            u = np.stack([u, mirrored], axis=1).reshape(n, self.latent_dim)
+        elif not stratified:
             return np.concatenate([p.sample(n, rng) for p in self._params]
                                   or [np.zeros((n, 0))], axis=1)
-        strata = np.argsort(rng.random((n, self.latent_dim)), axis=0)  # a permutation per column
-        u = (strata + rng.random((n, self.latent_dim))) / max(n, 1)
+        else:
+            u = self._uniforms(n, rng, True)
         return np.concatenate([p.quantile(u[:, self._latent_slices[p.name]])
                                for p in self._params] or [np.zeros((n, 0))], axis=1)
+
+    def _uniforms(self, n: int, rng: np.random.Generator, stratified: bool) -> np.ndarray:
+        """(n, latent_dim) uniforms in (0, 1); stratified: one per stratum, shuffled per column."""
+        if not stratified:
+            return rng.random((n, self.latent_dim))
+        strata = np.argsort(rng.random((n, self.latent_dim)), axis=0)  # a permutation per column
+        return (strata + rng.random((n, self.latent_dim))) / max(n, 1)
 
     def active(self, latents: ArrayLike) -> np.ndarray:
         """(n, n_params) bool: which parameters reach each latent's render (active_if)."""

@@ -212,13 +212,13 @@ def test_replay_pools_recent_samples_with_importance_weights(monkeypatch):
     drawn, spaces = [], []
     real_sample = algo.space.sample
 
-    def sample(n, rng, stratified=False):
+    def sample(n, rng, stratified=False, antithetic=False):
         spaces.append(algo.space)
-        drawn.append(real_sample(n, rng, stratified))
+        drawn.append(real_sample(n, rng, stratified, antithetic))
         return drawn[-1]
 
     monkeypatch.setattr(type(algo.space), "sample",
-                        lambda self, n, rng, stratified=False: sample(n, rng, stratified))
+                        lambda self, n, rng, **kw: sample(n, rng, **kw))
     for _ in range(4):
         algo.step()
     assert [len(kw["score"]) for kw, _ in calls] == [16, 32, 48, 48]  # a window of 2 + 1
@@ -273,8 +273,10 @@ def test_stratified_sampling_and_active_only_reach_the_estimator(monkeypatch):
     algo, _ = _algo(k=16, sampling="stratified", active_only=True)
     drawn = []
     real_sample = algo.space.sample
-    monkeypatch.setattr(type(algo.space), "sample", lambda self, n, rng, stratified=False:
-                        drawn.append((stratified, real_sample(n, rng, stratified))) or drawn[-1][1])
+    monkeypatch.setattr(type(algo.space), "sample",
+                        lambda self, n, rng, stratified=False, antithetic=False:
+                        drawn.append((stratified, real_sample(n, rng, stratified, antithetic)))
+                        or drawn[-1][1])
     space = algo.space
     algo.step()
     (stratified, latents), = drawn
@@ -290,3 +292,16 @@ def test_stratified_sampling_and_active_only_reach_the_estimator(monkeypatch):
         assert np.all(score[~rows, space.psi_slices[name]] != 0.0)
     with pytest.raises(ValueError, match="sampling must be"):
         _algo(sampling="sobol")
+
+
+def test_antithetic_sampling_reaches_the_estimator_in_pairs(monkeypatch):
+    """sampling='antithetic' renders K/2 mirrored pairs and tells the estimator so (its
+    baseline leaves each pair out); odd K or replay with it is an error."""
+    calls = _spy_hypergradient(monkeypatch)
+    algo, _ = _algo(k=8, sampling="antithetic")
+    algo.step()
+    (kwargs, *_), = calls
+    assert kwargs["pairs"] is True
+    for bad in ({"k": 7}, {"k": 8, "replay": 2}):
+        with pytest.raises(ValueError, match="antithetic sampling needs"):
+            _algo(sampling="antithetic", **bad)

@@ -137,3 +137,31 @@ def test_conditions_round_trip_and_bad_conditions_are_named() -> None:
                       ([], "non-empty object")]:
         with pytest.raises(SpaceError, match=msg):
             ParameterSpace.from_dict(with_cond(cond))
+
+
+def test_antithetic_pairs_mirror_free_normals_share_the_rest_and_are_exact_draws() -> None:
+    s = ParameterSpace.from_dict({"format": "autosim.space", "version": 1, "params": [
+        {"name": "count", "kind": "categorical", "choices": ["1", "2", "3"],
+         "logits": [0.3, -0.2, 0.5]},
+        {"name": "on", "kind": "bernoulli", "logit": 0.4},
+        {"name": "a", "kind": "normal", "mean": [1.0, -2.0], "log_std": [-0.3, 0.2]},
+        {"name": "held", "kind": "normal", "mean": [5.0], "log_std": [0.0], "fixed": True}]})
+    sl = s.latent_slices
+    x = s.sample(2000, np.random.default_rng(0), antithetic=True)
+    first, second = x[0::2], x[1::2]
+    np.testing.assert_allclose(first[:, sl["a"]] + second[:, sl["a"]],
+                               np.broadcast_to([2.0, -4.0], (1000, 2)), atol=1e-9)
+    for name in ("count", "on", "held"):  # shared within a pair
+        np.testing.assert_array_equal(first[:, sl[name]], second[:, sl[name]])
+    assert np.std(first[:, sl["held"]]) > 0.5   # a fixed normal is still drawn, not mirrored
+    # every row an exact draw: marginal moments and choice frequencies
+    a = x[:, sl["a"]]
+    np.testing.assert_allclose(a.std(0), np.exp([-0.3, 0.2]), rtol=0.06)
+    probs = np.exp([0.3, -0.2, 0.5]) / np.exp([0.3, -0.2, 0.5]).sum()
+    freq = np.bincount(x[:, sl["count"]][:, 0].astype(int), minlength=3) / len(x)
+    np.testing.assert_allclose(freq, probs, atol=0.035)
+    s.validate_latents(x)
+    np.testing.assert_array_equal(s.sample(6, np.random.default_rng(3), antithetic=True),
+                                  s.sample(6, np.random.default_rng(3), antithetic=True))
+    with pytest.raises(SpaceError, match="odd n = 5"):
+        s.sample(5, np.random.default_rng(0), antithetic=True)

@@ -22,6 +22,8 @@ from optimizer.psi_optim import NaturalStep, make_psi_optimizer
 from optimizer.tasks.base import TaskData
 from optimizer.training import fit
 
+SAMPLINGS = ("iid", "stratified", "antithetic")
+
 
 @register
 class AutoSimulate(Algorithm):
@@ -60,6 +62,8 @@ class AutoSimulate(Algorithm):
         "normalise": False,
         # iid | stratified: Latin hypercube latents (space.sample): every row an exact draw
         # from q_psi, choice counts within one of K * p, normals spread over their quantiles
+        # | antithetic: K / 2 pairs sharing all but the free normals, which are mirrored about
+        # their means: the normals' score terms become differences of two renders
         "sampling": "iid",
         # drop the score terms of parameters a sample's render does not use (the space's
         # active_if): unbiased (Rao-Blackwellised), less variance
@@ -84,10 +88,15 @@ class AutoSimulate(Algorithm):
             raise ValueError(f"warmup must be >= 0, got {o['warmup']}")
         if o["order"] not in ("paper", "fresh"):
             raise ValueError(f"order must be 'paper' or 'fresh', got {o['order']!r}")
-        if o["sampling"] not in ("iid", "stratified"):
-            raise ValueError(f"sampling must be 'iid' or 'stratified', got {o['sampling']!r}")
+        if o["sampling"] not in SAMPLINGS:
+            raise ValueError(f"sampling must be one of {', '.join(SAMPLINGS)}, got "
+                             f"{o['sampling']!r}")
         if int(o["replay"]) < 0:
             raise ValueError(f"replay must be >= 0, got {o['replay']}")
+        if o["sampling"] == "antithetic" and (int(o["k"]) % 2 or int(o["k"]) < 4
+                                              or int(o["replay"])):
+            raise ValueError(f"antithetic sampling needs an even k >= 4 and no replay, got "
+                             f"k = {o['k']}, replay = {o['replay']}")
         self.model = ctx.task.build_model(self.torch_gen).to(ctx.device)
         self.opt_theta = torch.optim.Adam(self.model.parameters(), lr=float(o["lr_theta"]))
         self.psi_t = torch.tensor(self.space.psi, dtype=torch.float64, device=ctx.device,
@@ -113,7 +122,8 @@ class AutoSimulate(Algorithm):
     def step(self) -> dict[str, Any]:
         o, ctx, task = self.options, self.ctx, self.ctx.task
         latents = self.space.sample(int(o["k"]), self.rng,
-                                    stratified=o["sampling"] == "stratified")
+                                    stratified=o["sampling"] == "stratified",
+                                    antithetic=o["sampling"] == "antithetic")
         data = self.render(latents)
         record: dict[str, Any] = {}
         skipped, hyper_s = "", 0.0
@@ -205,6 +215,7 @@ class AutoSimulate(Algorithm):
             val_loss=lambda: task.loss(self.model, val),
             score=score, weights=weights, v0=v0, hessian_loss=hessian_loss,
             baseline=baseline, normalise=bool(o["normalise"]),
+            pairs=o["sampling"] == "antithetic",
             cg=CGSettings(damping=self.damping, max_iter=int(o["cg_iters"]),
                           rtol=float(o["cg_rtol"])))
 
