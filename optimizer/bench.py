@@ -25,7 +25,7 @@ from optimizer.algorithms.base import Context
 from optimizer.bench_report import markdown, plot
 from optimizer.bench_setup import BenchConfig, BenchSetup, Target, open_bench
 from optimizer.errors import CliError
-from optimizer.judge import gap_closed, mean_std, paired_span
+from optimizer.judge import finite, gap_closed, mean_std, paired_span
 from optimizer.optimize import device_of, effective_options
 from optimizer.run import Runner, read_metrics, strict_json
 from optimizer.tasks.base import TaskData
@@ -118,7 +118,7 @@ def _start_of(ref: dict[str, Any], seed: int) -> float:
     """The start's score under the run's own judge seed (its pair), else the mean."""
     start = ref["start"]
     value = start[seed] if 0 <= seed < len(start) else None
-    return float(value) if value is not None and np.isfinite(value) else mean_std(start)[0]
+    return float(value) if finite(value) else mean_std(start)[0]
 
 
 def summarise(runs: list[dict[str, Any]], methods: list[str], refs: dict[str, dict[str, Any]],
@@ -138,10 +138,9 @@ def summarise(runs: list[dict[str, Any]], methods: list[str], refs: dict[str, di
         gaps, per_target, per_target_se = [], {}, {}
         for name, span in spans.items():
             ts = [r for r in mine if r["target"] == name]
-            ms = [mean_std([gap_closed(r["checkpoints"][i]["test"],
-                                       _start_of(refs[name], r["seed"]),
-                                       _start_of(refs[name], r["seed"]) + span) for r in ts])
-                  for i in range(len(fractions))]
+            starts = [_start_of(refs[name], r["seed"]) for r in ts]
+            ms = [mean_std([gap_closed(r["checkpoints"][i]["test"], s0, s0 + span)
+                            for r, s0 in zip(ts, starts)]) for i in range(len(fractions))]
             per_target[name] = [m for m, _ in ms]
             per_target_se[name] = [sd / np.sqrt(max(len(ts), 1)) for _, sd in ms]
             gaps.append(per_target[name])

@@ -68,13 +68,14 @@ class Judge:
         return [self.score(psi, s) for s in seeds]
 
 
-def _finite(v: float | None) -> bool:
+def finite(v: float | None) -> bool:
+    """A judged score that counts: not missing (null in JSON), not NaN or infinite."""
     return v is not None and bool(np.isfinite(v))
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
     """(mean, sample std) of the finite values; (nan, nan) when there are none."""
-    values = [float(v) for v in values if _finite(v)]
+    values = [float(v) for v in values if finite(v)]
     if not values:
         return float("nan"), float("nan")
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
@@ -85,7 +86,7 @@ def paired_span(ref: dict[str, Any]) -> tuple[float, float]:
     latents and the model's initialisation for both, so the difference is measured seed by
     seed: a seed that trains badly (0.14 vs 0.28 mIoU on clevr) shifts both scores alike."""
     diffs = [t - s for s, t in zip(ref["start"], ref["target"] or [])
-             if _finite(s) and _finite(t)]
+             if finite(s) and finite(t)]
     mean, sd = mean_std(diffs)
     return mean, (sd / np.sqrt(len(diffs)) if diffs else float("nan"))
 

@@ -277,23 +277,25 @@ class ParameterSpace:
         if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 0:
             raise SpaceError(f"n: expected an integer >= 0, got {n!r}")
         n = int(n)
-        if antithetic:
-            if n % 2:
-                raise SpaceError(f"n: antithetic sampling draws pairs, got an odd n = {n}")
-            u = self._uniforms(n // 2, rng, stratified)
-            mirrored = u.copy()
-            for p in self._params:
-                if p.kind == "normal" and not p.fixed:
-                    cols = self._latent_slices[p.name]
-                    mirrored[:, cols] = 1.0 - u[:, cols]
-            u = np.stack([u, mirrored], axis=1).reshape(n, self.latent_dim)
-        elif not stratified:
+        if not (stratified or antithetic):
             return np.concatenate([p.sample(n, rng) for p in self._params]
                                   or [np.zeros((n, 0))], axis=1)
-        else:
-            u = self._uniforms(n, rng, True)
+        if antithetic and n % 2:
+            raise SpaceError(f"n: antithetic sampling draws pairs, got an odd n = {n}")
+        u = self._uniforms(n // 2 if antithetic else n, rng, stratified)
+        if antithetic:
+            u = self._with_mirrors(u)
         return np.concatenate([p.quantile(u[:, self._latent_slices[p.name]])
                                for p in self._params] or [np.zeros((n, 0))], axis=1)
+
+    def _with_mirrors(self, u: np.ndarray) -> np.ndarray:
+        """(2m, latent_dim): each row of u followed by its mirror (free normals at 1 - u)."""
+        mirrored = u.copy()
+        for p in self._params:
+            if p.kind == "normal" and not p.fixed:
+                cols = self._latent_slices[p.name]
+                mirrored[:, cols] = 1.0 - u[:, cols]
+        return np.stack([u, mirrored], axis=1).reshape(2 * len(u), self.latent_dim)
 
     def _uniforms(self, n: int, rng: np.random.Generator, stratified: bool) -> np.ndarray:
         """(n, latent_dim) uniforms in (0, 1); stratified: one per stratum, shuffled per column."""
