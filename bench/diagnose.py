@@ -15,7 +15,7 @@ fine-tune from scratch ("cold", what the first iterations of a run see), it comp
 Cosines between them separate estimator variance (g_exact right, g_K wrong), the one-step
 local model's bias (g_exact vs g_true), and a theta too far from theta*(psi) (cold vs warm).
 
-    python bench/diagnose.py [--targets 5] [--target-seed 1]
+    python bench/diagnose.py [--targets 5] [--target-seed 1] [--variants | --influence | --robust]
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import statistics
 import numpy as np
 import torch
 
-from optimizer.hypergrad import CGSettings, hypergradient
+from optimizer.hypergrad import CGSettings, hypergradient, score_weighted
 from optimizer.simulators.toy import ToySimulator
 from optimizer.targets import draw_targets
 from optimizer.tasks.classifier import ClassifierTask
@@ -91,7 +91,12 @@ def main() -> None:
     ap.add_argument("--influence", action="store_true",
                     help="only the shape of the per-sample influence grad l_k . v at warm theta "
                     "(per component: kurtosis, R^2 of a linear / quadratic fit in its latent)")
+    ap.add_argument("--robust", action="store_true",
+                    help="only cos(K, exact) when the influence is winsorised or ranked before "
+                    "the score-function sum (biased; robust to its heavy tails)")
     args = ap.parse_args()
+    if args.robust:
+        return robust(args)
     if args.variants:
         return variants(args)
     if args.influence:
@@ -217,6 +222,70 @@ def influence(args, n: int = 8000) -> None:
                 return 1 - np.var(y - x @ np.linalg.lstsq(x, y, rcond=None)[0]) / np.var(y)
             kurt = float(((y - y.mean()) ** 4).mean() / y.var() ** 2)
             print(f"| {ti} | {name} | {kurt:.0f} | {r2(lin):.2f} | {r2(quad):.2f} |", flush=True)
+
+
+def winsorised(d: torch.Tensor, c: float) -> torch.Tensor:
+    """d clamped to its median +- c robust standard deviations (1.4826 MAD)."""
+    med = d.median()
+    mad = 1.4826 * (d - med).abs().median() + 1e-30
+    return d.clamp(med - c * mad, med + c * mad)
+
+
+def centred_ranks(d: torch.Tensor) -> torch.Tensor:
+    """NES-style fitness shaping: the influence's ranks, in [-0.5, 0.5]."""
+    return d.argsort().argsort().to(d.dtype) / (len(d) - 1) - 0.5
+
+
+TRANSFORMS = {"raw": lambda d: d, "winsor 1": lambda d: winsorised(d, 1),
+              "winsor 2": lambda d: winsorised(d, 2), "winsor 3": lambda d: winsorised(d, 3),
+              "winsor 5": lambda d: winsorised(d, 5), "ranks": centred_ranks}
+
+
+def robust(args) -> None:
+    """Is the heavy tail of f_k noise to cut (clip, rank) or the signal itself?"""
+    torch.set_num_threads(1)
+    task = ClassifierTask()
+    start = ToySimulator().space
+    train = task.to_data(ToySimulator().render(start.sample(1024, np.random.default_rng(3))),
+                         "cpu")
+
+    def parts(model, val, approx, k, seed):
+        latents = start.sample(k, np.random.default_rng(seed))
+        data = task.to_data(ToySimulator(start).render(latents), "cpu")
+        score = torch.as_tensor(start.score(latents), dtype=torch.float32)
+        model.eval()
+        res = hypergradient(approx=approx, params=list(model.parameters()),
+                            per_sample_loss=lambda: task.per_sample_loss(model, data),
+                            val_loss=lambda: task.loss(model, val), score=score,
+                            cg=CGSettings(damping=0.1, max_iter=20, rtol=1e-4))
+        return score, res.directional
+
+    def grad(score, d, name):
+        g = -score_weighted(score, TRANSFORMS[name](d), None, "loo")
+        return g.double().numpy()[start.free_mask]
+
+    cos: dict[tuple, list[float]] = {}
+    for ti, target in enumerate(draw_targets(start, args.targets, args.target_seed)):
+        val = task.to_data(ToySimulator(target).render(
+            target.sample(500, np.random.default_rng(10_000 + ti))), "cpu")
+        for state, epochs in (("cold", 2), ("warm", 30)):
+            model, _ = train_fresh(task, train.subset(slice(0, 64 if state == "cold" else 1024)),
+                                   device="cpu", generator=torch.Generator().manual_seed(0),
+                                   lr=1e-2, epochs=epochs, batch_size=32)
+            for approx in ("linear", "quadratic"):
+                exact = grad(*parts(model, val, approx, 16384, 1), "raw")
+                draws = [parts(model, val, approx, args.k, 100 + j) for j in range(20)]
+                for name in TRANSFORMS:
+                    cos.setdefault((state, approx, name), []).append(statistics.fmean(
+                        cosine(grad(s, d, name), exact) for s, d in draws))
+        print(f"target {ti} done", flush=True)
+    print(f"\ncos(K = {args.k}, exact unclipped), mean ± std over {args.targets} targets "
+          f"(target seed {args.target_seed}), 20 draws each:")
+    print("| theta | approx | influence | cos |")
+    print("|---|---|---|---|")
+    for (state, approx, name), vals in cos.items():
+        sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
+        print(f"| {state} | {approx} | {name} | {statistics.fmean(vals):.2f} ± {sd:.2f} |")
 
 
 if __name__ == "__main__":

@@ -37,6 +37,9 @@ class HypergradResult:
     cg_residual: float = 0.0
     seconds: float = 0.0
     cg_negative_curvature: bool = False
+    # (psi_dim,) sampling variance of grad (estimate_variance); None for weighted samples
+    # (replay, exact expectations), whose terms are not i.i.d.
+    grad_var: torch.Tensor | None = None
 
 
 def directional_derivatives(per_sample_loss: torch.Tensor, params: Sequence[torch.Tensor],
@@ -57,15 +60,15 @@ def per_sample_grad_norms(per_sample_loss: torch.Tensor,
                         for k in range(per_sample_loss.shape[0])]).detach()
 
 
-def score_weighted(score: torch.Tensor, values: torch.Tensor, weights: torch.Tensor | None,
-                   baseline: str = "loo", pairs: bool = False) -> torch.Tensor:
-    """sum_k w_k score_k (values_k - b_k). A baseline is a control variate (E[score] = 0):
-    'loo' (equal weights only) the leave-one-out mean keeps the estimate unbiased and cuts its
-    variance a lot; 'mean' subtracts the weighted mean of the values: what self-normalised
-    importance weights (summing to 1) want, and a no-op for an exact expectation. Given
-    weights, 'loo' subtracts nothing (exact probabilities need no control variate).
-    pairs: rows (2i, 2i + 1) are antithetic pairs (space.sample); 'loo' then leaves the pair
-    out, as a baseline that saw a sample's partner would bias it."""
+def score_terms(score: torch.Tensor, values: torch.Tensor, weights: torch.Tensor | None,
+                baseline: str = "loo", pairs: bool = False) -> torch.Tensor:
+    """(K, psi_dim) w_k score_k (values_k - b_k), whose sum is the estimate. A baseline is a
+    control variate (E[score] = 0): 'loo' (equal weights only) the leave-one-out mean keeps the
+    estimate unbiased and cuts its variance a lot; 'mean' subtracts the weighted mean of the
+    values: what self-normalised importance weights (summing to 1) want, and a no-op for an
+    exact expectation. Given weights, 'loo' subtracts nothing (exact probabilities need no
+    control variate). pairs: rows (2i, 2i + 1) are antithetic pairs (space.sample); 'loo'
+    then leaves the pair out, as a baseline that saw a sample's partner would bias it."""
     if baseline not in BASELINES:
         raise ValueError(f"unknown baseline {baseline!r}; known: {', '.join(BASELINES)}")
     k = values.shape[0]
@@ -84,7 +87,24 @@ def score_weighted(score: torch.Tensor, values: torch.Tensor, weights: torch.Ten
     weights = weights.to(score.dtype)
     if baseline == "mean":
         values = values - (weights * values).sum() / weights.sum()
-    return (weights[:, None] * score * values[:, None]).sum(0)
+    return weights[:, None] * score * values[:, None]
+
+
+def score_weighted(score: torch.Tensor, values: torch.Tensor, weights: torch.Tensor | None,
+                   baseline: str = "loo", pairs: bool = False) -> torch.Tensor:
+    """sum_k w_k score_k (values_k - b_k): see score_terms."""
+    return score_terms(score, values, weights, baseline, pairs).sum(0)
+
+
+def estimate_variance(terms: torch.Tensor, pairs: bool = False) -> torch.Tensor:
+    """(psi_dim,) the sampling variance of terms.sum(0) for K i.i.d. draws (pairs: K / 2
+    i.i.d. pairs): K times the terms' variance. The LOO baseline couples the terms by O(1/K),
+    which this ignores; with fewer than two units it is unknown, so +inf."""
+    units = terms.view(-1, 2, terms.shape[1]).sum(1) if pairs else terms
+    n = units.shape[0]
+    if n < 2:
+        return torch.full(terms.shape[1:], float("inf"), dtype=terms.dtype, device=terms.device)
+    return n * units.var(0)
 
 
 def hypergradient(
@@ -125,8 +145,9 @@ def hypergradient(
     losses = per_sample_loss()
     if approx == "no_val":
         d = losses.detach()
-        return HypergradResult(score_weighted(score, d, weights, baseline, pairs), None, d,
-                               seconds=time.perf_counter() - started)
+        terms = score_terms(score, d, weights, baseline, pairs)
+        return HypergradResult(terms.sum(0), None, d, seconds=time.perf_counter() - started,
+                               grad_var=_variance(terms, weights, pairs))
     if val_loss is None:
         raise ValueError(f"approximation {approx!r} needs a validation loss")
     g_val = flat_grad(val_loss(), params).detach()
@@ -153,6 +174,12 @@ def hypergradient(
     if normalise:
         norms = per_sample_grad_norms(losses, params)
         d = d * (norms.mean() / norms.clamp_min(1e-12 * float(norms.max()) + 1e-30))
-    grad = -score_weighted(score, d, weights, baseline, pairs)
-    return HypergradResult(grad, v.detach(), d, iters, residual, time.perf_counter() - started,
-                           negative)
+    terms = score_terms(score, d, weights, baseline, pairs)
+    return HypergradResult(-terms.sum(0), v.detach(), d, iters, residual,
+                           time.perf_counter() - started, negative,
+                           _variance(terms, weights, pairs))
+
+
+def _variance(terms: torch.Tensor, weights: torch.Tensor | None,
+              pairs: bool) -> torch.Tensor | None:
+    return None if weights is not None else estimate_variance(terms.detach(), pairs)

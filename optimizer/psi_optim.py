@@ -70,6 +70,41 @@ class NaturalStep:
         self.s, self.t = float(state["s"]), int(state["t"])
 
 
+class EvidenceGate:
+    """Scales each entry's psi step by the evidence for its direction, so entries without a
+    signal stop drifting (on clevr they walked as far from the target as the others walked
+    towards it). m = EMA_b(g) as Adam's first moment, V = sum_j (1 - b)^2 b^(2j) var_j its
+    sampling variance for independent steps (var_j: the estimator's own, from its K samples),
+    and the factor is the positive-part James-Stein max(0, 1 - c V / m^2): 0 while m is
+    within sqrt(c) standard errors of zero, towards 1 as the evidence grows."""
+
+    def __init__(self, strength: float, beta: float = 0.9) -> None:
+        if not strength > 0 or not math.isfinite(strength):
+            raise ValueError(f"shrink must be a positive number, got {strength}")
+        self.c, self.beta = float(strength), float(beta)
+        self.m: np.ndarray | None = None
+        self.v: np.ndarray | None = None
+
+    def factor(self, grad: np.ndarray, var: np.ndarray) -> np.ndarray:
+        g, var = np.asarray(grad, dtype=np.float64), np.asarray(var, dtype=np.float64)
+        if self.m is None or self.v is None:
+            self.m, self.v = np.zeros_like(g), np.zeros_like(g)
+        b = self.beta
+        self.m = b * self.m + (1.0 - b) * g
+        self.v = b * b * self.v + (1.0 - b) ** 2 * var
+        with np.errstate(divide="ignore", invalid="ignore"):
+            f = 1.0 - self.c * self.v / (self.m * self.m)
+        return np.where(np.isfinite(f), np.clip(f, 0.0, 1.0), 0.0)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"m": None if self.m is None else self.m.copy(),
+                "v": None if self.v is None else self.v.copy()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.m = None if state["m"] is None else np.asarray(state["m"], dtype=np.float64)
+        self.v = None if state["v"] is None else np.asarray(state["v"], dtype=np.float64)
+
+
 def make_psi_optimizer(kind: str, psi_t: torch.Tensor, *, lr: float, kl: float,
                        momentum: float) -> torch.optim.Adam | NaturalStep:
     if kind == "adam":

@@ -305,3 +305,25 @@ def test_antithetic_sampling_reaches_the_estimator_in_pairs(monkeypatch):
     for bad in ({"k": 7}, {"k": 8, "replay": 2}):
         with pytest.raises(ValueError, match="antithetic sampling needs"):
             _algo(sampling="antithetic", **bad)
+
+
+def test_shrink_scales_each_psi_entry_by_its_evidence_and_survives_a_checkpoint():
+    """With shrink, the first psi step is Adam's step times the gate's factor entry by entry
+    (the same seed draws the same samples and hypergradient with and without it)."""
+    plain, _ = _algo()
+    gated, _ = _algo(shrink=1.0)
+    start = plain.psi.copy()
+    plain.step()
+    record = gated.step()
+    free = plain.space.free_mask
+    f = np.clip(1 - gated.gate.v / gated.gate.m ** 2, 0, 1)
+    assert 0 < f[free].min() < 1 or 0 < f[free].max() < 1  # the gate really gates
+    np.testing.assert_allclose((gated.psi - start)[free], (f * (plain.psi - start))[free],
+                               rtol=1e-6, atol=1e-9)
+    assert record["psi_gate"] == pytest.approx(f[free].mean())
+    again, _ = _algo(shrink=1.0)
+    again.load_state_dict(gated.state_dict())
+    np.testing.assert_array_equal(again.gate.m, gated.gate.m)
+    for bad in ({"shrink": -1.0}, {"shrink": 1.0, "replay": 2}):
+        with pytest.raises(ValueError, match="shrink must be"):
+            _algo(**bad)

@@ -10,7 +10,9 @@ import torch
 from optimizer.hypergrad import (
     CGSettings,
     directional_derivatives,
+    estimate_variance,
     hypergradient,
+    score_terms,
     score_weighted,
 )
 from optimizer.linalg import flat_grad
@@ -268,6 +270,40 @@ def test_antithetic_pairs_are_unbiased_and_cut_the_variance_of_a_smooth_effect()
     np.testing.assert_allclose(pairs.mean(0), exact, atol=4 * pairs.std(0).max() / 3000 ** .5)
     np.testing.assert_allclose(iid.mean(0), exact, atol=4 * iid.std(0).max() / 3000 ** .5)
     assert pairs[:, 0].var() < 0.5 * iid[:, 0].var(), (pairs[:, 0].var(), iid[:, 0].var())
+
+
+@pytest.mark.parametrize("pairs", [False, True])
+def test_the_estimate_knows_its_own_sampling_variance(pairs):
+    """estimate_variance from one draw of K samples against the spread of the estimate over
+    2,000 independent draws (the problem of the antithetic test above), entry by entry."""
+    rng = np.random.default_rng(1)
+    space = ParameterSpace.from_dict({"format": "autosim.space", "version": 1, "params": [
+        {"name": "x", "kind": "normal", "mean": [0.5], "log_std": [0.0]},
+        {"name": "c", "kind": "categorical", "choices": ["a", "b"], "logits": [0.0, 0.5]}]})
+    est, var = [], []
+    for _ in range(2000):
+        lat = space.sample(32, rng, antithetic=pairs)
+        terms = score_terms(torch.tensor(space.score(lat)),
+                            torch.tensor((lat[:, 0] - 1.0) ** 2 + 2.0 * lat[:, 1]), None, "loo",
+                            pairs=pairs)
+        est.append(terms.sum(0).numpy())
+        var.append(estimate_variance(terms, pairs).numpy())
+    np.testing.assert_allclose(np.mean(var, 0), np.var(est, 0), rtol=0.15)
+    one = torch.ones(1, 3)
+    assert torch.isinf(estimate_variance(one)).all()  # one sample: unknown, never "certain"
+
+
+def test_hypergradient_reports_its_variance_only_for_equal_weight_samples():
+    w = torch.tensor([0.3, -0.2], requires_grad=True)
+    x = torch.tensor([[1.0, 2.0], [0.5, -1.0], [2.0, 0.0], [-1.0, 1.0]])
+    score = torch.tensor([[1.0], [-0.5], [0.2], [2.0]])
+    kw = dict(approx="linear", params=[w], per_sample_loss=lambda: (x @ w) ** 2,
+              val_loss=lambda: (w ** 2).sum(), score=score)
+    res = hypergradient(**kw)
+    terms = score_terms(score, res.directional, None, "loo")
+    torch.testing.assert_close(res.grad, -terms.sum(0))
+    torch.testing.assert_close(res.grad_var, 4 * terms.var(0))
+    assert hypergradient(**kw, weights=torch.full((4,), 0.25)).grad_var is None
 
 
 def test_no_samples_is_a_clear_error_not_a_zero_division():

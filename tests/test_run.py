@@ -39,7 +39,8 @@ def test_interrupted_between_metrics_line_and_checkpoint(tmp_path):
 
 
 @pytest.mark.parametrize("options", [{}, {"replay": 2, "order": "fresh"},
-                                     {"psi_optimizer": "natural", "kl_step": 0.05}])
+                                     {"psi_optimizer": "natural", "kl_step": 0.05},
+                                     {"shrink": 1.0}])
 def test_resumed_run_equals_an_uninterrupted_one(tmp_path, options):
     straight = _runner(tmp_path / "a", 4 * 32, **options)
     straight.run()

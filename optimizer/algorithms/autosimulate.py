@@ -18,7 +18,7 @@ import torch
 
 from optimizer.algorithms.base import Algorithm, Context, clamp_psi, register
 from optimizer.hypergrad import APPROXIMATIONS, CGSettings, hypergradient
-from optimizer.psi_optim import NaturalStep, make_psi_optimizer
+from optimizer.psi_optim import EvidenceGate, NaturalStep, make_psi_optimizer
 from optimizer.tasks.base import TaskData
 from optimizer.training import fit
 
@@ -72,6 +72,9 @@ class AutoSimulate(Algorithm):
         "psi_optimizer": "adam",
         "kl_step": 0.05,         # natural: the KL a step makes when recent gradients agree
         "psi_momentum": 0.9,     # natural: decay of its gradient averages
+        # c > 0: scale each entry's psi step by max(0, 1 - c Var(m) / m^2), m the average
+        # hypergradient (psi_optim.EvidenceGate); 0: off
+        "shrink": 0.0,
     }
 
     def __init__(self, ctx: Context, **options: Any) -> None:
@@ -97,6 +100,11 @@ class AutoSimulate(Algorithm):
                                               or int(o["replay"])):
             raise ValueError(f"antithetic sampling needs an even k >= 4 and no replay, got "
                              f"k = {o['k']}, replay = {o['replay']}")
+        if not float(o["shrink"]) >= 0 or (float(o["shrink"]) and int(o["replay"])):
+            raise ValueError(f"shrink must be >= 0 and needs no replay (importance-weighted "
+                             f"samples have no sampling variance estimate), got shrink = "
+                             f"{o['shrink']}, replay = {o['replay']}")
+        self.gate = EvidenceGate(float(o["shrink"])) if float(o["shrink"]) else None
         self.model = ctx.task.build_model(self.torch_gen).to(ctx.device)
         self.opt_theta = torch.optim.Adam(self.model.parameters(), lr=float(o["lr_theta"]))
         self.psi_t = torch.tensor(self.space.psi, dtype=torch.float64, device=ctx.device,
@@ -170,7 +178,7 @@ class AutoSimulate(Algorithm):
             self.v = None
             return skipped, time.perf_counter() - t1
         self.v = result.v
-        self._psi_step(grad, record)
+        self._psi_step(grad, result.grad_var, record)
         record.update(cg_iterations=result.cg_iterations, cg_residual=result.cg_residual,
                       cg_negative_curvature=result.cg_negative_curvature,
                       hypergrad_norm=float(grad.norm()))
@@ -219,7 +227,9 @@ class AutoSimulate(Algorithm):
             cg=CGSettings(damping=self.damping, max_iter=int(o["cg_iters"]),
                           rtol=float(o["cg_rtol"])))
 
-    def _psi_step(self, grad: torch.Tensor, record: dict[str, Any]) -> None:
+    def _psi_step(self, grad: torch.Tensor, grad_var: torch.Tensor | None,
+                  record: dict[str, Any]) -> None:
+        old = self.psi_t.detach().cpu().numpy().copy()
         if isinstance(self.opt_psi, NaturalStep):
             psi = self.psi_t.detach().cpu().numpy()
             step = self.opt_psi.direction(self.space, psi, grad.detach().cpu().double().numpy(),
@@ -232,6 +242,11 @@ class AutoSimulate(Algorithm):
                                           torch.zeros_like(self.psi_t))
             self.opt_psi.step()
             new = self.psi_t.detach().cpu().numpy()
+        if self.gate is not None and grad_var is not None:
+            f = self.gate.factor(grad.detach().cpu().double().numpy(),
+                                 grad_var.detach().cpu().double().numpy())
+            new = old + f * (new - old)
+            record["psi_gate"] = float(f[self.space.free_mask].mean())
         with torch.no_grad():
             clamped = clamp_psi(self.space, new)
             self.psi_t.copy_(torch.as_tensor(clamped, device=self.psi_t.device))
@@ -239,6 +254,7 @@ class AutoSimulate(Algorithm):
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "model": self.model.state_dict(),
                 "opt_theta": self.opt_theta.state_dict(), "opt_psi": self.opt_psi.state_dict(),
+                "gate": None if self.gate is None else self.gate.state_dict(),
                 "psi_t": self.psi_t.detach().cpu(), "damping": self.damping,
                 "v": None if self.v is None else self.v.cpu(),
                 "replay": [(lat, d.inputs.cpu(), d.targets.cpu(), lq)
@@ -252,6 +268,8 @@ class AutoSimulate(Algorithm):
         with torch.no_grad():
             self.psi_t.copy_(state["psi_t"].to(dev))
         self.opt_psi.load_state_dict(state["opt_psi"])
+        if self.gate is not None and state.get("gate") is not None:
+            self.gate.load_state_dict(state["gate"])
         self.damping = float(state["damping"])
         self.v = None if state["v"] is None else state["v"].to(dev)
         self.replay.clear()

@@ -47,6 +47,9 @@ METHOD_FLAGS: tuple[tuple[str, dict[str, Any]], ...] = (
                  "when recent hypergradients agree (default 0.05)"}),
     ("psi_momentum", {"type": float, "help": "autosimulate, natural: decay of the gradient "
                       "averages (default 0.9)"}),
+    ("shrink", {"type": float, "help": "autosimulate: scale each psi entry's step by "
+                "max(0, 1 - C Var(m) / m^2), m its average hypergradient: entries without "
+                "evidence stop drifting (default 0: off)"}),
     ("m", {"type": int, "help": "images per objective evaluation (baselines)"}),
     ("sigma2", {"type": float, "help": "REINFORCE policy variance (default 0.05)"}),
     ("lr_policy", {"type": float, "help": "REINFORCE policy learning rate"}),
