@@ -150,14 +150,11 @@ VARIANTS = [(strat, act, base) for strat in (False, True) for act in (False, Tru
             for base in ("loo", "none")]
 
 
-def variants(args) -> None:
-    """Which unbiased estimator agrees best with the expectation at the same K?"""
-    torch.set_num_threads(1)
-    task = ClassifierTask()
-    start = ToySimulator().space
+def _models(args, task, start):
+    """(target index, theta state, model, val) at the start psi of each drawn target: theta
+    after a short fine-tune ("cold") or trained to convergence ("warm")."""
     train = task.to_data(ToySimulator().render(start.sample(1024, np.random.default_rng(3))),
                          "cpu")
-    cos: dict[tuple, list[float]] = {}
     for ti, target in enumerate(draw_targets(start, args.targets, args.target_seed)):
         val = task.to_data(ToySimulator(target).render(
             target.sample(500, np.random.default_rng(10_000 + ti))), "cpu")
@@ -165,16 +162,27 @@ def variants(args) -> None:
             model, _ = train_fresh(task, train.subset(slice(0, 64 if state == "cold" else 1024)),
                                    device="cpu", generator=torch.Generator().manual_seed(0),
                                    lr=1e-2, epochs=epochs, batch_size=32)
-            for approx in ("linear", "quadratic"):
-                g_exact = hypergrad(task, model, start, val, approx, 16384,
-                                    np.random.default_rng(1), active_only=True)
-                for v in VARIANTS:
-                    c = [cosine(hypergrad(task, model, start, val, approx, args.k,
-                                          np.random.default_rng(100 + j), stratified=v[0],
-                                          active_only=v[1], baseline=v[2]), g_exact)
-                         for j in range(20)]
-                    cos.setdefault((state, approx) + v, []).append(statistics.fmean(c))
-        print(f"target {ti} done", flush=True)
+            yield ti, state, model, val
+
+
+def variants(args) -> None:
+    """Which unbiased estimator agrees best with the expectation at the same K?"""
+    torch.set_num_threads(1)
+    task = ClassifierTask()
+    start = ToySimulator().space
+    cos: dict[tuple, list[float]] = {}
+    for ti, state, model, val in _models(args, task, start):
+        for approx in ("linear", "quadratic"):
+            g_exact = hypergrad(task, model, start, val, approx, 16384,
+                                np.random.default_rng(1), active_only=True)
+            for v in VARIANTS:
+                c = [cosine(hypergrad(task, model, start, val, approx, args.k,
+                                      np.random.default_rng(100 + j), stratified=v[0],
+                                      active_only=v[1], baseline=v[2]), g_exact)
+                     for j in range(20)]
+                cos.setdefault((state, approx) + v, []).append(statistics.fmean(c))
+        if state == "warm":
+            print(f"target {ti} done", flush=True)
     print(f"\ncos(K = {args.k}, exact), mean ± std over {args.targets} targets "
           f"(target seed {args.target_seed}), 20 draws each:")
     print("| theta | approx | sampling | active_only | baseline | cos |")
@@ -246,8 +254,6 @@ def robust(args) -> None:
     torch.set_num_threads(1)
     task = ClassifierTask()
     start = ToySimulator().space
-    train = task.to_data(ToySimulator().render(start.sample(1024, np.random.default_rng(3))),
-                         "cpu")
 
     def parts(model, val, approx, k, seed):
         latents = start.sample(k, np.random.default_rng(seed))
@@ -265,20 +271,15 @@ def robust(args) -> None:
         return g.double().numpy()[start.free_mask]
 
     cos: dict[tuple, list[float]] = {}
-    for ti, target in enumerate(draw_targets(start, args.targets, args.target_seed)):
-        val = task.to_data(ToySimulator(target).render(
-            target.sample(500, np.random.default_rng(10_000 + ti))), "cpu")
-        for state, epochs in (("cold", 2), ("warm", 30)):
-            model, _ = train_fresh(task, train.subset(slice(0, 64 if state == "cold" else 1024)),
-                                   device="cpu", generator=torch.Generator().manual_seed(0),
-                                   lr=1e-2, epochs=epochs, batch_size=32)
-            for approx in ("linear", "quadratic"):
-                exact = grad(*parts(model, val, approx, 16384, 1), "raw")
-                draws = [parts(model, val, approx, args.k, 100 + j) for j in range(20)]
-                for name in TRANSFORMS:
-                    cos.setdefault((state, approx, name), []).append(statistics.fmean(
-                        cosine(grad(s, d, name), exact) for s, d in draws))
-        print(f"target {ti} done", flush=True)
+    for ti, state, model, val in _models(args, task, start):
+        for approx in ("linear", "quadratic"):
+            exact = grad(*parts(model, val, approx, 16384, 1), "raw")
+            draws = [parts(model, val, approx, args.k, 100 + j) for j in range(20)]
+            for name in TRANSFORMS:
+                cos.setdefault((state, approx, name), []).append(statistics.fmean(
+                    cosine(grad(s, d, name), exact) for s, d in draws))
+        if state == "warm":
+            print(f"target {ti} done", flush=True)
     print(f"\ncos(K = {args.k}, exact unclipped), mean ± std over {args.targets} targets "
           f"(target seed {args.target_seed}), 20 draws each:")
     print("| theta | approx | influence | cos |")
