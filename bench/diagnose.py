@@ -41,6 +41,14 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 def hypergrad(task, model, space, val, approx: str, k: int, rng, damping=0.1, normalise=False,
               stratified=False, active_only=False, baseline="loo"):
+    _, res = estimate(task, model, space, val, approx, k, rng, damping, normalise, stratified,
+                      active_only, baseline)
+    return res.grad.double().numpy()[space.free_mask]
+
+
+def estimate(task, model, space, val, approx: str, k: int, rng, damping=0.1, normalise=False,
+             stratified=False, active_only=False, baseline="loo"):
+    """(score, HypergradResult) of K fresh toy samples at theta = model."""
     sim = ToySimulator(space)
     latents = space.sample(k, rng, stratified=stratified)
     data = task.to_data(sim.render(latents), "cpu")
@@ -51,7 +59,7 @@ def hypergrad(task, model, space, val, approx: str, k: int, rng, damping=0.1, no
                         per_sample_loss=lambda: task.per_sample_loss(model, data),
                         val_loss=lambda: task.loss(model, val), score=score, baseline=baseline,
                         normalise=normalise, cg=CGSettings(damping=damping, max_iter=20, rtol=1e-4))
-    return res.grad.double().numpy()[space.free_mask]
+    return score, res
 
 
 def objective(task, model0, space, psi, val, base_rng_seed: int, n=512, epochs=3) -> float:
@@ -256,14 +264,7 @@ def robust(args) -> None:
     start = ToySimulator().space
 
     def parts(model, val, approx, k, seed):
-        latents = start.sample(k, np.random.default_rng(seed))
-        data = task.to_data(ToySimulator(start).render(latents), "cpu")
-        score = torch.as_tensor(start.score(latents), dtype=torch.float32)
-        model.eval()
-        res = hypergradient(approx=approx, params=list(model.parameters()),
-                            per_sample_loss=lambda: task.per_sample_loss(model, data),
-                            val_loss=lambda: task.loss(model, val), score=score,
-                            cg=CGSettings(damping=0.1, max_iter=20, rtol=1e-4))
+        score, res = estimate(task, model, start, val, approx, k, np.random.default_rng(seed))
         return score, res.directional
 
     def grad(score, d, name):

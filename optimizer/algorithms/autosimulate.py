@@ -231,11 +231,10 @@ class AutoSimulate(Algorithm):
                   record: dict[str, Any]) -> None:
         old = self.psi_t.detach().cpu().numpy().copy()
         if isinstance(self.opt_psi, NaturalStep):
-            psi = self.psi_t.detach().cpu().numpy()
-            step = self.opt_psi.direction(self.space, psi, grad.detach().cpu().double().numpy(),
+            step = self.opt_psi.direction(self.space, old, grad.detach().cpu().double().numpy(),
                                           self.space.free_mask)
-            record["psi_kl"] = NaturalStep.kl_of(self.space, psi, step)
-            new = psi + step
+            record["psi_kl"] = NaturalStep.kl_of(self.space, old, step)
+            new = old + step
         else:
             self.opt_psi.zero_grad(set_to_none=True)
             self.psi_t.grad = torch.where(self.free, grad.to(self.psi_t.dtype),
