@@ -64,7 +64,10 @@ def run_one(method: str, seed: int, setup: BenchSetup, target: Target, budget: i
     algo_name, fixed = resolve_method(method)
     ctx = Context(space=setup.space, task=setup.task, val=target.val, device=setup.device,
                   render_fn=setup.make_render(), publish_fn=setup.publish, seed=seed)
-    algo = algorithms.get(algo_name)(ctx, **{**options, **fixed})
+    try:
+        algo = algorithms.get(algo_name)(ctx, **{**options, **fixed})
+    except (KeyError, ValueError) as exc:  # a bad method option: one line, as optimize says it
+        raise CliError(f"{method}: {str(exc).strip(chr(39) + chr(34))}") from exc
     runner = Runner(algo, run_dir, budget, progress=False)
     if publisher is not None:  # --publish: each run under its own name, its space first
         publisher.run, publisher.sent = f"{target.name}/{method}-seed{seed}", 0

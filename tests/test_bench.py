@@ -169,6 +169,11 @@ def test_bench_toy_on_drawn_targets_judges_checkpoints(tmp_path):
                      (["--methods", "autosimulate,nope"], "unknown method 'nope'")):
         res = autosim("bench", "--scene", "toy", "--out", str(tmp_path / "c"), *bad)
         assert res.returncode == 2 and why in res.stderr, res.stderr
+    res = autosim("bench", "--scene", "toy", "--seeds", "1", "--budget-images", "64", "--k", "32",
+                  "--judge-train-n", "64", "--judge-epochs", "1", "--shrink", "-1",
+                  "--out", str(tmp_path / "d"))  # a bad method option: one line, no traceback
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+    assert "autosimulate: shrink must be >= 0" in res.stderr, res.stderr
 
 
 def test_evaluate_toy_prints_mean_and_spread_and_rejects_bad_input(tmp_path):
