@@ -58,16 +58,23 @@ def psi_at(records: list[dict[str, Any]], images: float, start: np.ndarray
     return int(done[-1]["images_rendered"]), np.asarray(done[-1]["psi"], float)
 
 
-def run_one(method: str, seed: int, setup: BenchSetup, target: Target, budget: int,
-            run_dir: Path, options: dict[str, Any], fractions: list[float],
-            publisher: Any = None) -> dict[str, Any]:
+def build(method: str, seed: int, setup: BenchSetup, target: Target,
+          options: dict[str, Any]) -> Any:
+    """One method's algorithm for one run; a bad option is one CliError line, as optimize
+    says it."""
     algo_name, fixed = resolve_method(method)
     ctx = Context(space=setup.space, task=setup.task, val=target.val, device=setup.device,
                   render_fn=setup.make_render(), publish_fn=setup.publish, seed=seed)
     try:
-        algo = algorithms.get(algo_name)(ctx, **{**options, **fixed})
-    except (KeyError, ValueError) as exc:  # a bad method option: one line, as optimize says it
+        return algorithms.get(algo_name)(ctx, **{**options, **fixed})
+    except (KeyError, ValueError) as exc:
         raise CliError(f"{method}: {str(exc).strip(chr(39) + chr(34))}") from exc
+
+
+def run_one(method: str, seed: int, setup: BenchSetup, target: Target, budget: int,
+            run_dir: Path, options: dict[str, Any], fractions: list[float],
+            publisher: Any = None) -> dict[str, Any]:
+    algo = build(method, seed, setup, target, options)
     runner = Runner(algo, run_dir, budget, progress=False)
     if publisher is not None:  # --publish: each run under its own name, its space first
         publisher.run, publisher.sent = f"{target.name}/{method}-seed{seed}", 0
@@ -248,6 +255,14 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
                 cfg.publish, run="", scene=setup.label, metric_name=metric,
                 curve=cfg.simulator.curve))
             print(f"publishing every run to watchers on {publisher.endpoint}", flush=True)
+        options = {}
+        for method in cfg.methods:  # a bad option fails now, before any reference is judged
+            algo_name, _ = resolve_method(method)
+            known = algorithms.get(algo_name).defaults
+            options[method] = {k: v for k, v in effective_options(
+                algo_name, setup.defaults, cfg.options).items() if k in known}
+            if setup.targets:
+                build(method, 0, setup, setup.targets[0], options[method])
         for target in setup.targets:
             refs[target.name] = judge_references(
                 setup, target, seeds, cfg.out / "targets" / target.name / "references.json")
@@ -256,14 +271,10 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
                   + (f", target {mean_std(ref['target'])[0]:.3f}" if ref["target"] else "")
                   + (f" (moved: {', '.join(target.moved)})" if target.moved else ""), flush=True)
             for method in cfg.methods:
-                algo_name, _ = resolve_method(method)
-                known = algorithms.get(algo_name).defaults
-                opts = {k: v for k, v in effective_options(algo_name, setup.defaults,
-                                                           cfg.options).items() if k in known}
                 for seed in range(seeds):
                     run = run_one(method, seed, setup, target, budget,
-                                  cfg.out / "runs" / target.name / f"{method}-seed{seed}", opts,
-                                  list(cfg.fractions), publisher)
+                                  cfg.out / "runs" / target.name / f"{method}-seed{seed}",
+                                  options[method], list(cfg.fractions), publisher)
                     runs.append(run)
                     curve = ", ".join(f"{c['test']:.3f}" for c in run["checkpoints"])
                     print(f"  {method:16s} seed {seed}: test {metric} at "

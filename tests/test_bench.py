@@ -174,6 +174,7 @@ def test_bench_toy_on_drawn_targets_judges_checkpoints(tmp_path):
                   "--out", str(tmp_path / "d"))  # a bad method option: one line, no traceback
     assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
     assert "autosimulate: shrink must be >= 0" in res.stderr, res.stderr
+    assert not list((tmp_path / "d").rglob("references.json"))  # it failed before judging
 
 
 def test_evaluate_toy_prints_mean_and_spread_and_rejects_bad_input(tmp_path):
