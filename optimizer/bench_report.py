@@ -39,7 +39,9 @@ def markdown(summary: dict[str, Any], refs: dict[str, dict[str, Any]], scene: st
                if known else []) + (["P(favoured)"] if agreement else []))
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in summary["rows"]:
-        cells = [r["method"], _ms(r["wall_s"], ".0f"), _ms(r["images"], ".0f")]
+        wall = r["wall_s"]  # a toy run takes well under a second: not "0 ± 0"
+        cells = [r["method"], _ms(wall, ".2f" if wall and wall[0] < 10 else ".0f"),
+                 _ms(r["images"], ".0f")]
         cells += [_ms(t, ".3f") for t in r["test"]]
         if known:
             cells += [_ms(r["gap"][-1], ".2f"), _reach(r["reach_50"]), _reach(r["reach_90"])]
