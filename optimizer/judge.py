@@ -6,7 +6,11 @@ model's initialisation and data order, so psi's judged with the same seed differ
 (common random numbers: differences between methods are less noisy than either score).
 The pairing holds for one numerical setting only: the same seed and data on another
 torch thread count train a different model (clevr start psi: 0.167 vs 0.141 mIoU), so
-scores to be paired are judged under one setting (a bench keeps its references).
+scores to be paired are judged under one setting (a bench keeps its references). Even then
+a score repeats only to about 0.02 mIoU on clevr: Cycles' renders of the same latents differ
+between server processes in 0-2 of 786,432 values by one 8-bit level (2 of 6 starts), and
+training amplifies that (start psi, seed 0: 0.141 and 0.158), so paired differences carry
+that noise too (docs/benchmarks.md, eighth session).
 """
 
 from __future__ import annotations
