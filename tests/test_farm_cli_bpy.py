@@ -128,21 +128,36 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+BEAT_S = 15.0  # the farm's beat period here: a paused server is dropped after 3 of them
+
+
 def listening_run(tmp_path: Path, val: Path, group, budget: int,
-                  join: Callable[[str, int], None]) -> tuple[Path, str]:
-    """`autosim optimize --listen` on a free loopback port; join(address, n) is called
-    with n = 0 at once and n = 1 once the first iteration is logged. Returns the run folder
-    and the optimizer's stderr once it has finished."""
+                  join: Callable[[str, int], subprocess.Popen]) -> tuple[Path, str]:
+    """`autosim optimize --listen` on a free loopback port; join(address, n) starts a
+    joiner with n = 0 at once and n = 1 once the first iteration is logged. The first is
+    paused (SIGSTOP to its group) until the second has joined, so the second joins mid-run
+    however slowly it starts: a run of a few seconds could otherwise end first. Returns the
+    run folder and the optimizer's stderr once it has finished."""
     address, run = f"127.0.0.1:{free_port()}", tmp_path / "run"
     log = tmp_path / "optimize.log"
     opt = group([*CLI, "optimize", *SMALL, "--val", str(val), "--budget-images", str(budget),
-                 "--out", str(run), "--listen", f"tcp://{address}", "--timeout", "60"], log)
-    join(address, 0)
+                 "--out", str(run), "--listen", f"tcp://{address}", "--timeout", "60",
+                 "--heartbeat-s", str(BEAT_S)], log)
+    first = join(address, 0)
     deadline = time.monotonic() + 120
     while not metrics(run):
         assert opt.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
         time.sleep(0.2)
-    join(address, 1)
+    joins = log.read_text().count(" joined")
+    os.killpg(first.pid, signal.SIGSTOP)
+    try:
+        join(address, 1)
+        deadline = time.monotonic() + 2 * BEAT_S  # within the 3 beats that drop the first
+        while log.read_text().count(" joined") == joins:
+            assert opt.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.2)
+    finally:
+        os.killpg(first.pid, signal.SIGCONT)
     assert opt.wait(timeout=180) == 0, log.read_text()[-3000:]
     return run, log.read_text()
 
@@ -157,9 +172,11 @@ def images_of(log: Path) -> int:
 def test_listen_with_two_serve_processes_one_joining_late(tmp_path, val, group) -> None:
     servers = []
 
-    def join(address: str, n: int) -> None:
+    def join(address: str, n: int) -> subprocess.Popen:
         servers.append(group([*CLI, "serve", "--scene", "clevr", "--connect",
-                              f"tcp://{address}", "--threads", "1"], tmp_path / f"s{n}.log"))
+                              f"tcp://{address}", "--threads", "1", "--heartbeat-s",
+                              str(BEAT_S)], tmp_path / f"s{n}.log"))
+        return servers[-1]
 
     run, err = listening_run(tmp_path, val, group, 32, join)
     assert_complete(run, 32)
@@ -176,14 +193,15 @@ def test_slurm_array_body_runs_with_bash_for_two_local_tasks(tmp_path, val, grou
     the body it calls; both recycle (MAX_RENDERS) inside the body's loop."""
     tasks = []
 
-    def join(address: str, n: int) -> None:
+    def join(address: str, n: int) -> subprocess.Popen:
         script = ("render.sbatch", "render-server.sh")[n]
         tasks.append(group(["bash", str(ROOT / "examples" / "farm" / script)],
                            tmp_path / f"task{n}.log", {
                                "SLURM_ARRAY_JOB_ID": "4242", "SLURM_ARRAY_TASK_ID": str(n),
                                "SLURM_CPUS_PER_TASK": "1", "OPTIMIZER": address,
                                "AUTOSIM": str(ROOT), "AUTOSIM_PYTHON": sys.executable,
-                               "MAX_RENDERS": "8"}))
+                               "MAX_RENDERS": "8", "HEARTBEAT_S": str(BEAT_S)}))
+        return tasks[-1]
 
     run, err = listening_run(tmp_path, val, group, 40, join)
     assert_complete(run, 40)

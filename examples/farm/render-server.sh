@@ -10,6 +10,7 @@
 #   KEYS        the shared `autosim keys` folder (needed off loopback)
 #   SCENE       built-in scene (default clevr); BLEND=my.blend serves a bound .blend instead
 #   MAX_RENDERS images per process (default 5000)
+#   HEARTBEAT_S beat period, s; match `autosim optimize --listen --heartbeat-s` (default 2)
 #   BLENDER     the Blender binary (default blender), or AUTOSIM_PYTHON=python with the bpy
 #               module installed to run `python -m blender_addon.serve` instead
 #   SLURM_CPUS_PER_TASK  Cycles threads (default 1); SLURM_ARRAY_* only name the task
@@ -23,7 +24,7 @@ else
     serve=("${BLENDER:-blender}" -b --factory-startup -P "$AUTOSIM/blender_addon/serve.py" --)
 fi
 args=(--connect "tcp://${OPTIMIZER}" --threads "${SLURM_CPUS_PER_TASK:-1}"
-      --max-renders "${MAX_RENDERS:-5000}")
+      --max-renders "${MAX_RENDERS:-5000}" --heartbeat-s "${HEARTBEAT_S:-2}")
 if [ -n "${BLEND:-}" ]; then args+=(--blend "$BLEND"); else args+=(--scene "${SCENE:-clevr}"); fi
 if [ -n "${KEYS:-}" ]; then args+=(--curve "$KEYS"); fi
 echo "array task ${SLURM_ARRAY_TASK_ID:-0} of job ${SLURM_ARRAY_JOB_ID:-local}:" \
