@@ -18,6 +18,7 @@ model on linear's psi scored 0.148 test mIoU against the start's 0.18 and quadra
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 from pathlib import Path
@@ -82,10 +83,10 @@ def run_demo(cfg: DemoConfig) -> int:
 
     check(cfg.publish, opts.curve)  # before any server starts
     defaults = SceneRef(SCENE).defaults()
-    servers = LocalServers(SCENE, opts.local_servers, threads=opts.threads,
-                           curve=opts.curve) if not opts.server else None
-    endpoints = servers.start() if servers else list(opts.server)
-    try:
+    servers = contextlib.nullcontext(list(opts.server)) if opts.server else LocalServers(
+        SCENE, opts.local_servers, threads=opts.threads, curve=opts.curve,
+        log=lambda msg: print(f"  {msg}", flush=True))
+    with servers as endpoints:
         with RemoteSimulator(endpoints, timeout_s=opts.timeout, curve=opts.curve) as sim:
             print(f"  render server(s): Blender {sim.blender} at {', '.join(endpoints)}",
                   flush=True)
@@ -111,9 +112,6 @@ def run_demo(cfg: DemoConfig) -> int:
         if cfg.judge_seeds:
             with RemoteSimulator(endpoints, timeout_s=opts.timeout, curve=opts.curve) as sim:
                 _judge_outcome(sim, cfg, out, start_space, result["end"], target)
-    finally:
-        if servers:
-            servers.stop()
     return 0
 
 

@@ -113,7 +113,7 @@ def open_simulator(ref: SceneRef, opts: SimulatorOptions) -> Iterator[Any]:
             yield sim
         return
     with LocalServers(ref.scene, opts.local_servers, threads=opts.threads, blend=ref.blend,
-                      curve=opts.curve) as endpoints:
+                      curve=opts.curve, log=_stderr) as endpoints:
         with _remote(endpoints, opts) as sim:
             yield sim
 

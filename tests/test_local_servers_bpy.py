@@ -1,11 +1,14 @@
 """Local bpy servers that join a listening optimizer (LocalServers(connect=...)): one that
 recycles (--max-renders) or is killed is replaced by a fresh process that joins the running
-stream, so the farm keeps its number of servers; one that cannot start is given up."""
+stream, so the farm keeps its number of servers; one that cannot start is given up. Their
+temporary log folder goes on a clean stop and stays when it explains a failure."""
 
 from __future__ import annotations
 
 import contextlib
 import importlib.util
+import re
+import shutil
 import signal
 import time
 from collections.abc import Iterator
@@ -13,8 +16,9 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
+from optimizer.errors import CliError
 from optimizer.simulators.farm import FarmSimulator
-from optimizer.simulators.local_servers import LocalServers
+from optimizer.simulators.local_servers import LocalServers, ServerStartError
 
 pytestmark = [
     pytest.mark.blender,
@@ -89,3 +93,32 @@ def test_a_killed_server_is_replaced_and_a_broken_one_given_up(tmp_path) -> None
         assert servers.procs[0].returncode == 2  # `--params missing.json`: a clear exit 2
     assert servers.restarts == 1
     assert "3 times in a row" in servers.given_up[0] and "not restarted" in seen[-1]
+
+
+def test_temporary_logs_go_on_a_clean_stop_and_stay_after_a_failure(tmp_path) -> None:
+    seen: list[str] = []
+    servers = LocalServers("clevr", 1, threads=1, log=seen.append)
+    with servers as endpoints:
+        assert endpoints[0].startswith("tcp://127.0.0.1:")
+        assert (servers.log_dir / "server-0.log").exists()
+    assert not servers.log_dir.exists() and seen == []
+
+    broken = LocalServers("clevr", 1, threads=1, params=str(tmp_path / "missing.json"),
+                          log=seen.append)
+    with pytest.raises(ServerStartError) as err, broken:
+        pass
+    kept = re.search(r"its log (\S+server-0\.log)", str(err.value)).group(1)
+    assert "missing.json" in open(kept).read()  # the log the message names is still there
+    assert seen == [f"local render server logs kept in {broken.log_dir}"]
+
+    mistake = LocalServers("clevr", 1, threads=1, log=seen.append)
+    with pytest.raises(CliError), mistake:
+        raise CliError("a bad --val")  # one readable line: not the servers' to explain
+    assert not mistake.log_dir.exists() and len(seen) == 1
+
+    failed = LocalServers("clevr", 1, threads=1, log=seen.append)
+    with pytest.raises(RuntimeError), failed:
+        raise RuntimeError("the run failed")
+    assert seen[-1] == f"local render server logs kept in {failed.log_dir}"
+    for folder in (broken.log_dir, failed.log_dir):
+        shutil.rmtree(folder)

@@ -4,7 +4,9 @@ Each server is `python -m blender_addon.serve` in its own process (bpy is one sc
 process); it binds an ephemeral 127.0.0.1 port and reports it on its READY line. Servers are
 stopped on exit, Ctrl-C or error (context manager + atexit), never left behind; a SIGKILLed
 parent runs neither, so each server also stops itself once its parent is gone
-(`--exit-with-parent`).
+(`--exit-with-parent`). Their logs go to a temporary folder that is removed on a clean stop
+and kept (its path in the message) when a server failed to start or crashed, or the run
+failed (not for Ctrl-C or a user's mistake).
 
 With `connect` the servers join a listening optimizer (FarmSimulator) instead, and a
 supervisor thread replaces one that exits, recycled by `max_renders` or crashed: the fresh
@@ -18,6 +20,7 @@ import atexit
 import json
 import os
 import selectors
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -25,6 +28,8 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+from optimizer.errors import CliError
 
 READY = "AUTOSIM_READY"
 _ROOT = Path(__file__).resolve().parents[2]
@@ -50,7 +55,9 @@ class LocalServers:
         self.params = params
         self.connect, self.max_renders, self.heartbeat_s = connect, max_renders, heartbeat_s
         self.startup_timeout_s = startup_timeout_s
+        self._own_dir = log_dir is None  # a temporary folder: removed unless it explains a failure
         self.log_dir = Path(log_dir or tempfile.mkdtemp(prefix="autosim-servers-"))
+        self.failed = False  # a server failed to start or exited unasked: keep the logs
         self.log = log or (lambda _msg: None)
         self.procs: list[subprocess.Popen] = []
         self.endpoints: list[str] = []
@@ -63,8 +70,10 @@ class LocalServers:
     def __enter__(self) -> list[str]:
         return self.start()
 
-    def __exit__(self, *exc) -> None:
-        self.stop()
+    def __exit__(self, exc_type, *_exc) -> None:
+        # a user's mistake or Ctrl-C is not the servers' to explain; any other error may be
+        self.stop(keep_logs=exc_type is not None and
+                  not issubclass(exc_type, (KeyboardInterrupt, CliError)))
 
     def _env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -128,6 +137,7 @@ class LocalServers:
                 code = proc.poll()
                 if code is None or i in self.given_up:
                     continue
+                self.failed = self.failed or code != 0
                 quick = code != 0 and time.monotonic() - ready_at[i] < crash_window_s
                 failures[i] = failures[i] + 1 if quick else 0
                 why = "recycled" if code == 0 else f"exited with {code}"
@@ -171,6 +181,7 @@ class LocalServers:
                         return json.loads(text[len(READY):])["endpoint"]
         finally:
             sel.close()
+        self.failed = self.failed or not self._stopping.is_set()
         tail = self._log_tail(index)
         state = f"exited with {proc.returncode}" if proc.poll() is not None else "did not start"
         raise ServerStartError(
@@ -187,15 +198,19 @@ class LocalServers:
             return ""
         return "\n".join(text.splitlines()[-lines:])
 
-    def stop(self, timeout_s: float = 10.0) -> None:
-        """Terminate every server (SIGTERM, then SIGKILL after timeout_s)."""
+    def stop(self, timeout_s: float = 10.0, keep_logs: bool = False) -> None:
+        """Terminate every server (SIGTERM, then SIGKILL after timeout_s); remove the
+        temporary log folder unless keep_logs or a server failed."""
         self._stopping.set()
         if self._supervisor is not None:
             self._supervisor.join()
             self._supervisor = None
         for proc in self.procs:
-            if proc.poll() is None:
+            code = proc.poll()
+            if code is None:
                 proc.terminate()
+            elif code != 0:  # it died on its own
+                self.failed = True
         end = time.monotonic() + timeout_s
         for proc in self.procs:
             try:
@@ -209,3 +224,9 @@ class LocalServers:
             log.close()
         self.procs, self._logs = [], []
         atexit.unregister(self.stop)
+        if not self._own_dir or not self.log_dir.exists():
+            return
+        if keep_logs or self.failed:
+            self.log(f"local render server logs kept in {self.log_dir}")
+        else:
+            shutil.rmtree(self.log_dir, ignore_errors=True)
