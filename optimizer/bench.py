@@ -22,10 +22,11 @@ import torch
 
 from optimizer import algorithms
 from optimizer.algorithms.base import Context
+from optimizer.bench_paired import paired
 from optimizer.bench_report import markdown, plot
 from optimizer.bench_setup import BenchConfig, BenchSetup, Target, open_bench
 from optimizer.errors import CliError
-from optimizer.judge import finite, gap_closed, mean_std, paired_span
+from optimizer.judge import gap_closed, mean_std, paired_span, start_score
 from optimizer.optimize import device_of, effective_options
 from optimizer.run import Runner, read_metrics, strict_json
 from optimizer.tasks.base import TaskData
@@ -124,13 +125,6 @@ def separable(ref: dict[str, Any]) -> bool:
     return bool(np.isfinite(span)) and span > max(MIN_SPAN, 2.0 * se)
 
 
-def _start_of(ref: dict[str, Any], seed: int) -> float:
-    """The start's score under the run's own judge seed (its pair), else the mean."""
-    start = ref["start"]
-    value = start[seed] if 0 <= seed < len(start) else None
-    return float(value) if finite(value) else mean_std(start)[0]
-
-
 def summarise(runs: list[dict[str, Any]], methods: list[str], refs: dict[str, dict[str, Any]],
               fractions: list[float]) -> dict[str, Any]:
     """Per method: the judged test metric at each checkpoint, gap closed (mean and spread over
@@ -148,7 +142,7 @@ def summarise(runs: list[dict[str, Any]], methods: list[str], refs: dict[str, di
         gaps, per_target, per_target_se = [], {}, {}
         for name, span in spans.items():
             ts = [r for r in mine if r["target"] == name]
-            starts = [_start_of(refs[name], r["seed"]) for r in ts]
+            starts = [start_score(refs[name], r["seed"]) for r in ts]
             ms = [mean_std([gap_closed(r["checkpoints"][i]["test"], s0, s0 + span)
                             for r, s0 in zip(ts, starts)]) for i in range(len(fractions))]
             per_target[name] = [m for m, _ in ms]
@@ -163,7 +157,7 @@ def summarise(runs: list[dict[str, Any]], methods: list[str], refs: dict[str, di
                 if r["target"] not in spans:
                     continue
                 total += 1
-                s0 = _start_of(refs[r["target"]], r["seed"])
+                s0 = start_score(refs[r["target"]], r["seed"])
                 hit = images_to_reach(r["checkpoints"], s0 + level * spans[r["target"]])
                 if hit is not None:
                     reach.append(hit)
@@ -172,8 +166,8 @@ def summarise(runs: list[dict[str, Any]], methods: list[str], refs: dict[str, di
         row["favoured_mass"] = mean_std([r["agreement"][0]["mass_end"] for r in mine
                                          if r.get("agreement")])
         rows.append(row)
-    return {"rows": rows, "fractions": fractions,
-            "separable": list(spans)}
+    return {"rows": rows, "fractions": fractions, "separable": list(spans),
+            "paired": paired(runs, methods, refs, list(spans))}
 
 
 def _digest(data: TaskData) -> str:

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from optimizer import bench_paired
 from optimizer.judge import mean_std, paired_span
 
 
@@ -81,6 +82,8 @@ def markdown(summary: dict[str, Any], refs: dict[str, dict[str, Any]], scene: st
     if agreement:
         lines += ["", "P(favoured): the final psi's probability on the choices the target "
                   "configuration favours (a uniform start puts favoured/choices there)."]
+    if summary.get("paired"):
+        lines += ["", *bench_paired.markdown(summary["paired"], metric)]
     return "\n".join(lines) + "\n"
 
 

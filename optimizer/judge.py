@@ -95,6 +95,13 @@ def paired_span(ref: dict[str, Any]) -> tuple[float, float]:
     return mean, (sd / np.sqrt(len(diffs)) if diffs else float("nan"))
 
 
+def start_score(ref: dict[str, Any], seed: int) -> float:
+    """The start's score under a run's own judge seed (its pair), else the mean over seeds."""
+    start = ref["start"]
+    value = start[seed] if 0 <= seed < len(start) else None
+    return float(value) if finite(value) else mean_std(start)[0]
+
+
 def gap_closed(test: float, start: float, target: float) -> float:
     """(test - start) / (target - start): 0 at the start psi, 1 at the target's own score."""
     span = target - start

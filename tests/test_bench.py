@@ -9,6 +9,8 @@ import pytest
 import torch
 
 from optimizer.bench import images_to_reach, psi_at, summarise
+from optimizer.bench_paired import markdown as paired_markdown
+from optimizer.bench_paired import paired
 from optimizer.bench_report import markdown
 from optimizer.judge import Judge, gap_closed, mean_std, paired_span
 from optimizer.simulators.toy import ToySimulator
@@ -123,6 +125,36 @@ def test_summary_gap_closed_and_images_to_close_the_gap_by_hand():
     assert "| m | 1.00 ± 0.00 | 64 ± 0 |" in table  # a run under 10 s is not "0 ± 0" seconds
 
 
+def test_paired_differences_run_by_run_by_hand():
+    refs = {"t0": {"start": [0.2, 0.3], "target": [0.6, 0.7]},    # paired span 0.4
+            "own": {"start": [0.5], "target": None}}               # a user's data: no gap
+    def run(method, target, seed, test):
+        return {"method": method, "target": target, "seed": seed,
+                "checkpoints": [{"fraction": 1.0, "images": 64, "test": test}]}
+    runs = [run("a", "t0", 0, 0.4), run("a", "t0", 1, 0.3), run("a", "own", 0, 0.6),
+            run("b", "t0", 0, 0.2), run("b", "t0", 1, 0.5), run("b", "own", 0, 0.4),
+            run("c", "t0", 0, float("nan"))]                       # a failed judgement
+    table = paired(runs, ["a", "b", "c"], refs, ["t0"])
+    a = table["vs_start"]["a"]
+    # each run minus the start under its own judge seed: 0.2, 0.0, 0.1
+    assert a["per_run"]["mean"] == pytest.approx(0.1)
+    assert a["per_run"]["se"] == pytest.approx(0.1 / np.sqrt(3))
+    assert (a["per_run"]["better"], a["per_run"]["of"]) == (2, 3)
+    assert a["gap"]["mean"] == pytest.approx(0.25) and a["gap"]["of"] == 1  # (0.2 + 0) / 2 / 0.4
+    assert table["vs_start"]["c"]["per_run"]["of"] == 0
+    ab, ac, bc = table["pairs"]
+    assert (ab["a"], ab["b"], ac["b"], bc["a"]) == ("a", "b", "c", "b")
+    # a - b: 0.2, -0.2, 0.2
+    assert ab["per_run"]["mean"] == pytest.approx(0.2 / 3)
+    assert ab["per_run"]["se"] == pytest.approx(np.std([0.2, -0.2, 0.2], ddof=1) / np.sqrt(3))
+    assert ab["gap"]["mean"] == pytest.approx(0.0) and ab["gap"]["better"] == 0
+    assert ac["per_run"]["of"] == 0
+    lines = paired_markdown(table, "accuracy")
+    assert "| a - start psi | +0.100 ± 0.058 | 2/3 | +0.25 ± n/a | 1/1 |" in lines
+    assert "| a - b | +0.067 ± 0.133 | 2/3 | +0.00 ± n/a | 0/1 |" in lines
+    assert "| a - c | n/a | n/a | n/a | n/a |" in lines
+
+
 def test_the_judge_prefers_the_target_it_was_drawn_for():
     """A fresh model trained on a target configuration's data beats one trained on the start's,
     on that target's test set; the same judge seed gives the same score."""
@@ -165,6 +197,8 @@ def test_bench_toy_on_drawn_targets_judges_checkpoints(tmp_path):
         assert all(0.0 <= c["test"] <= 1.0 for c in run["checkpoints"])
     table = (tmp_path / "b" / "bench.md").read_text()
     assert "Gap closed at 100%" in table and "| t1 |" in table
+    assert "| autosimulate - random |" in table and "| random - start psi |" in table
+    assert data["summary"]["paired"]["pairs"][0]["per_run"]["of"] == 2
     assert (tmp_path / "b" / "bench.png").read_bytes()[:4] == b"\x89PNG"
     for bad, why in ((["--judge-at", "0,2"], "fractions must be in (0, 1]"),
                      (["--val", str(tmp_path)], "--val and --test go together"),
