@@ -274,20 +274,28 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
                     print(f"  {method:16s} seed {seed}: test {metric} at "
                           f"{'/'.join(f'{f:g}' for f in cfg.fractions)} of the budget: {curve} "
                           f"({run['wall_s']:.0f} s)", flush=True)
-    fractions = list(cfg.fractions)
-    summary = summarise(runs, cfg.methods, refs, fractions)
-    table = markdown(summary, refs, setup.label, metric, budget, seeds)
-    (cfg.out / "bench.md").write_text(table)
-    result = {"scene": setup.label, "budget_images": budget, "seeds": seeds,
+    result = {"scene": setup.label, "metric": metric, "budget_images": budget, "seeds": seeds,
               "targets": len(refs), "target_seed": cfg.target_seed if cfg.targets else None,
-              "device": str(device), "fractions": fractions, "summary": summary,
-              "references": refs, "runs": runs}
-    (cfg.out / "bench.json").write_text(json.dumps(strict_json(result), indent=1,
-                                                   allow_nan=False))
+              "device": str(device), "fractions": list(cfg.fractions),
+              "methods": list(cfg.methods), "references": refs, "runs": runs}
+    return write_results(cfg.out, result)
+
+
+def write_results(out: Path, result: dict[str, Any]) -> dict[str, Any]:
+    """Summarise result's runs and write bench.md, bench.json and (with runs) bench.png."""
+    refs, runs, budget, seeds = (result["references"], result["runs"], result["budget_images"],
+                                 result["seeds"])
+    metric = result.get("metric", "metric")
+    result["summary"] = summarise(runs, result["methods"], refs, result["fractions"])
+    table = markdown(result["summary"], refs, result["scene"], metric, budget, seeds)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench.md").write_text(table)
+    (out / "bench.json").write_text(json.dumps(strict_json(result), indent=1,
+                                               allow_nan=False))
     if runs:
-        plot(summary, refs, budget, cfg.out / "bench.png", metric,
-             f"{setup.label}: {len(refs)} target(s), {seeds} seed(s)")
+        plot(result["summary"], refs, budget, out / "bench.png", metric,
+             f"{result['scene']}: {len(refs)} target(s), {seeds} seed(s)")
     print()
     print(table)
-    print("bench.json, bench.md" + (", bench.png" if runs else "") + f" in {cfg.out}")
+    print("bench.json, bench.md" + (", bench.png" if runs else "") + f" in {out}")
     return result

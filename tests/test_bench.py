@@ -199,6 +199,31 @@ def test_bench_toy_on_drawn_targets_judges_checkpoints(tmp_path):
     assert "Gap closed at 100%" in table and "| t1 |" in table
     assert "| autosimulate - random |" in table and "| random - start psi |" in table
     assert data["summary"]["paired"]["pairs"][0]["per_run"]["of"] == 2
+    # methods run apart on the same references combine into the same bench
+    for method in ("autosimulate", "random"):
+        part = {**data, "runs": [r for r in data["runs"] if r["method"] == method]}
+        (tmp_path / method).mkdir()
+        (tmp_path / method / "bench.json").write_text(json.dumps(part))
+    parts = [str(tmp_path / "random"), str(tmp_path / "autosimulate")]
+    res = autosim("bench", "--combine", *parts, "--out", str(tmp_path / "both"))
+    assert res.returncode == 0, res.stderr
+    both = json.loads((tmp_path / "both" / "bench.json").read_text())
+    (pair,), (apart,) = data["summary"]["paired"]["pairs"], both["summary"]["paired"]["pairs"]
+    assert (apart["a"], apart["b"]) == ("random", "autosimulate")  # in the folders' order
+    for key in ("per_run", "gap"):
+        assert apart[key]["mean"] == pytest.approx(-pair[key]["mean"])
+        assert (apart[key]["se"], apart[key]["of"]) == (pair[key]["se"], pair[key]["of"])
+    assert both["summary"]["paired"]["vs_start"] == data["summary"]["paired"]["vs_start"]
+    assert both["summary"]["rows"][1] == data["summary"]["rows"][0]  # autosimulate's row
+    assert "| random - autosimulate |" in (tmp_path / "both" / "bench.md").read_text()
+    other = json.loads((tmp_path / "random" / "bench.json").read_text())
+    other["references"]["t0"]["start"] = [0.5]
+    (tmp_path / "random" / "bench.json").write_text(json.dumps(other))
+    for bad, why in (([parts[1], parts[1]], "is in another folder too"),
+                     (parts, "not the same references"),
+                     ([parts[1], str(tmp_path / "nowhere")], "no bench.json")):
+        res = autosim("bench", "--combine", *bad, "--out", str(tmp_path / "e"))
+        assert res.returncode == 2 and why in res.stderr, res.stderr
     assert (tmp_path / "b" / "bench.png").read_bytes()[:4] == b"\x89PNG"
     for bad, why in ((["--judge-at", "0,2"], "fractions must be in (0, 1]"),
                      (["--val", str(tmp_path)], "--val and --test go together"),

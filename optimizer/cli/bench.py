@@ -49,6 +49,9 @@ class BenchCommand(Command):
         p.add_argument("--size", type=int, default=64, help="image side for rendered scenes")
         p.add_argument("--device", default="auto")
         p.add_argument("--out", required=True)
+        p.add_argument("--combine", nargs="+", metavar="DIR",
+                       help="judge nothing: summarise these bench folders (same targets and "
+                       "references, e.g. methods run apart) as one bench into --out")
         p.add_argument("--targets", type=int, default=0, metavar="N",
                        help="draw N hidden target configurations (each moves several free "
                        "parameters away from the start) and render a validation and a test "
@@ -68,7 +71,12 @@ class BenchCommand(Command):
         add_method_options(p)  # each method takes the options it has
 
     def run(self, args: argparse.Namespace) -> int:
-        from optimizer.bench import parse_fractions, run_bench
+        from optimizer.bench import parse_fractions, run_bench, write_results
+        from optimizer.bench_combine import combine
+
+        if args.combine:
+            write_results(Path(args.out), combine([Path(d) for d in args.combine]))
+            return 0
         from optimizer.bench_setup import BenchConfig
         from optimizer.publish import check
 

@@ -1,0 +1,56 @@
+"""One bench from several: runs of different methods (or seeds) measured apart, on the same
+targets and references, summarised as if they had run together. A bench of four methods on
+clevr takes hours; it can be split across hosts or sessions and still be paired run by run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from optimizer.errors import CliError
+
+SAME = ("scene", "budget_images", "seeds", "fractions", "references")
+
+
+def _load(folder: Path) -> dict[str, Any]:
+    path = folder / "bench.json"
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CliError(f"{path}: no bench.json (is {folder} an `autosim bench --out` folder?)"
+                       ) from None
+    except (OSError, ValueError) as e:
+        raise CliError(f"{path}: not a readable bench.json ({e})") from None
+    if not isinstance(data, dict) or not all(k in data for k in (*SAME, "runs")):
+        raise CliError(f"{path}: not a bench.json (it lacks {', '.join(SAME)} or runs)")
+    return data
+
+
+def combine(folders: list[Path]) -> dict[str, Any]:
+    """The merged result of several bench folders; they must share the scene, budget, seeds,
+    judge points and the references themselves (copy one run's targets/ into the others' --out
+    before running them), and no run may appear twice."""
+    if len(folders) < 2:
+        raise CliError("--combine needs at least two bench folders")
+    first, *rest = [_load(f) for f in folders]
+    for folder, data in zip(folders[1:], rest):
+        for key in SAME:
+            if data[key] != first[key]:
+                raise CliError(f"{folder}: not the same {key} as {folders[0]}; only benches "
+                               "judged on the same references combine")
+    runs, seen, methods = [], set(), []
+    for folder, data in zip(folders, [first, *rest]):
+        for run in data["runs"]:
+            key = (run["method"], run["target"], run["seed"])
+            if key in seen:
+                raise CliError(f"{folder}: {key[0]} seed {key[2]} on {key[1]} is in another "
+                               "folder too")
+            seen.add(key)
+            runs.append(run)
+            if run["method"] not in methods:
+                methods.append(run["method"])
+    return {**{k: first[k] for k in SAME}, "metric": first.get("metric", "metric"),
+            "targets": len(first["references"]), "target_seed": first.get("target_seed"),
+            "device": ", ".join(sorted({str(d.get("device")) for d in [first, *rest]})),
+            "methods": methods, "combined_from": [str(f) for f in folders], "runs": runs}
