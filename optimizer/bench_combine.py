@@ -27,20 +27,24 @@ def _load(folder: Path) -> dict[str, Any]:
     return data
 
 
-def combine(folders: list[Path]) -> dict[str, Any]:
+def combine(folders: list[Path], out: Path) -> dict[str, Any]:
     """The merged result of several bench folders; they must share the scene, budget, seeds,
     judge points and the references themselves (copy one run's targets/ into the others' --out
-    before running them), and no run may appear twice."""
+    before running them), and no run may appear twice. out may not be one of them: its own
+    bench.md and bench.json would be overwritten by the merge."""
     if len(folders) < 2:
         raise CliError("--combine needs at least two bench folders")
-    first, *rest = [_load(f) for f in folders]
-    for folder, data in zip(folders[1:], rest):
+    if out.resolve() in {f.resolve() for f in folders}:
+        raise CliError(f"--out {out} is one of the folders to combine; give a new folder")
+    benches = [_load(f) for f in folders]
+    first = benches[0]
+    for folder, data in zip(folders[1:], benches[1:]):
         for key in SAME:
             if data[key] != first[key]:
                 raise CliError(f"{folder}: not the same {key} as {folders[0]}; only benches "
                                "judged on the same references combine")
     runs, seen, methods = [], set(), []
-    for folder, data in zip(folders, [first, *rest]):
+    for folder, data in zip(folders, benches):
         for run in data["runs"]:
             key = (run["method"], run["target"], run["seed"])
             if key in seen:
@@ -52,5 +56,5 @@ def combine(folders: list[Path]) -> dict[str, Any]:
                 methods.append(run["method"])
     return {**{k: first[k] for k in SAME}, "metric": first.get("metric", "metric"),
             "targets": len(first["references"]), "target_seed": first.get("target_seed"),
-            "device": ", ".join(sorted({str(d.get("device")) for d in [first, *rest]})),
+            "device": ", ".join(sorted({str(d.get("device")) for d in benches})),
             "methods": methods, "combined_from": [str(f) for f in folders], "runs": runs}

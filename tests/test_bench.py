@@ -221,7 +221,8 @@ def test_bench_toy_on_drawn_targets_judges_checkpoints(tmp_path):
     (tmp_path / "random" / "bench.json").write_text(json.dumps(other))
     for bad, why in (([parts[1], parts[1]], "is in another folder too"),
                      (parts, "not the same references"),
-                     ([parts[1], str(tmp_path / "nowhere")], "no bench.json")):
+                     ([parts[1], str(tmp_path / "nowhere")], "no bench.json"),
+                     ([parts[1], str(tmp_path / "e")], "is one of the folders to combine")):
         res = autosim("bench", "--combine", *bad, "--out", str(tmp_path / "e"))
         assert res.returncode == 2 and why in res.stderr, res.stderr
     assert (tmp_path / "b" / "bench.png").read_bytes()[:4] == b"\x89PNG"

@@ -72,10 +72,12 @@ class BenchCommand(Command):
 
     def run(self, args: argparse.Namespace) -> int:
         from optimizer.bench import parse_fractions, run_bench, write_results
-        from optimizer.bench_combine import combine
 
         if args.combine:
-            write_results(Path(args.out), combine([Path(d) for d in args.combine]))
+            from optimizer.bench_combine import combine
+
+            out = Path(args.out)
+            write_results(out, combine([Path(d) for d in args.combine], out))
             return 0
         from optimizer.bench_setup import BenchConfig
         from optimizer.publish import check
