@@ -249,12 +249,13 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
                 cfg.publish, run="", scene=setup.label, metric_name=metric,
                 curve=cfg.simulator.curve))
             print(f"publishing every run to watchers on {publisher.endpoint}", flush=True)
-        options = {}
+        options, recorded = {}, {}  # recorded: every option a method ran with, for --combine
         for method in cfg.methods:  # a bad option fails now, before any reference is judged
-            algo_name, _ = resolve_method(method)
+            algo_name, fixed = resolve_method(method)
             known = algorithms.get(algo_name).defaults
             options[method] = {k: v for k, v in effective_options(
                 algo_name, setup.defaults, cfg.options).items() if k in known}
+            recorded[method] = {**known, **options[method], **fixed}
             if setup.targets:
                 build(method, 0, setup, setup.targets[0], options[method])
         for target in setup.targets:
@@ -277,7 +278,8 @@ def run_bench(cfg: BenchConfig) -> dict[str, Any]:
     result = {"scene": setup.label, "metric": metric, "budget_images": budget, "seeds": seeds,
               "targets": len(refs), "target_seed": cfg.target_seed if cfg.targets else None,
               "device": str(device), "fractions": list(cfg.fractions),
-              "methods": list(cfg.methods), "references": refs, "runs": runs}
+              "methods": list(cfg.methods), "options": recorded, "references": refs,
+              "runs": runs}
     return write_results(cfg.out, result)
 
 

@@ -216,6 +216,34 @@ def test_bench_toy_on_drawn_targets_judges_checkpoints(tmp_path):
     assert both["summary"]["paired"]["vs_start"] == data["summary"]["paired"]["vs_start"]
     assert both["summary"]["rows"][1] == data["summary"]["rows"][0]  # autosimulate's row
     assert "| random - autosimulate |" in (tmp_path / "both" / "bench.md").read_text()
+    # one method under two settings: refused as the same runs twice, paired once labelled
+    assert data["options"]["autosimulate"]["lr_psi"] == 0.05  # bench.json records the options
+    tuned = json.loads((tmp_path / "autosimulate" / "bench.json").read_text())
+    tuned["options"]["autosimulate"]["lr_psi"] = 0.2
+    for run in tuned["runs"]:  # as if the setting had scored 0.01 higher on every run
+        run["test_metric"] += 0.01
+        for point in run["checkpoints"]:
+            point["test"] += 0.01
+    (tmp_path / "tuned").mkdir()
+    (tmp_path / "tuned" / "bench.json").write_text(json.dumps(tuned))
+    two = [parts[1], str(tmp_path / "tuned")]
+    res = autosim("bench", "--combine", *two, "--out", str(tmp_path / "two"))
+    assert res.returncode == 2 and "other options" in res.stderr and "lr_psi" in res.stderr
+    res = autosim("bench", "--combine", *two, "--labels", "defaults,lr 0.2",
+                  "--out", str(tmp_path / "two"))
+    assert res.returncode == 0, res.stderr
+    two_data = json.loads((tmp_path / "two" / "bench.json").read_text())
+    assert two_data["methods"] == ["autosimulate (defaults)", "autosimulate (lr 0.2)"]
+    assert two_data["options"]["autosimulate (lr 0.2)"]["lr_psi"] == 0.2
+    (pair,) = two_data["summary"]["paired"]["pairs"]
+    assert pair["per_run"]["mean"] == pytest.approx(-0.01)
+    assert "| autosimulate (defaults) - autosimulate (lr 0.2) |" in (
+        tmp_path / "two" / "bench.md").read_text()
+    for bad, why in ((["--combine", *two, "--labels", "one"], "one distinct, non-empty label"),
+                     (["--combine", *two, "--labels", "x,x"], "one distinct, non-empty label"),
+                     (["--scene", "toy", "--labels", "x,y"], "--labels goes with --combine")):
+        res = autosim("bench", *bad, "--out", str(tmp_path / "e"))
+        assert res.returncode == 2 and why in res.stderr, res.stderr
     other = json.loads((tmp_path / "random" / "bench.json").read_text())
     other["references"]["t0"]["start"] = [0.5]
     (tmp_path / "random" / "bench.json").write_text(json.dumps(other))

@@ -15,6 +15,7 @@ from optimizer.cli.options import (
     scene_ref,
     simulator_options,
 )
+from optimizer.errors import CliError
 
 ALL = "autosimulate,approx_quadratic,linear,no_val,reinforce,bayesopt,random"
 
@@ -52,6 +53,9 @@ class BenchCommand(Command):
         p.add_argument("--combine", nargs="+", metavar="DIR",
                        help="judge nothing: summarise these bench folders (same targets and "
                        "references, e.g. methods run apart) as one bench into --out")
+        p.add_argument("--labels", metavar="L1,L2,...",
+                       help="with --combine, one label per folder: its methods become "
+                       "'method (label)', so one method under two settings pairs run by run")
         p.add_argument("--targets", type=int, default=0, metavar="N",
                        help="draw N hidden target configurations (each moves several free "
                        "parameters away from the start) and render a validation and a test "
@@ -73,11 +77,14 @@ class BenchCommand(Command):
     def run(self, args: argparse.Namespace) -> int:
         from optimizer.bench import parse_fractions, run_bench, write_results
 
+        if args.labels is not None and not args.combine:
+            raise CliError("--labels goes with --combine")
         if args.combine:
             from optimizer.bench_combine import combine
 
             out = Path(args.out)
-            write_results(out, combine([Path(d) for d in args.combine], out))
+            labels = None if args.labels is None else args.labels.split(",")
+            write_results(out, combine([Path(d) for d in args.combine], out, labels))
             return 0
         from optimizer.bench_setup import BenchConfig
         from optimizer.publish import check
