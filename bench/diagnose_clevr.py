@@ -10,7 +10,7 @@ the exact hypergradient's descent direction agrees with the judge's ranking whil
 samples of it do not, the failure is estimator variance; if the exact one disagrees, it is the
 one-step local model (or theta far from theta*).
 
-    python bench/diagnose_clevr.py [--judge-seeds 2] [--draws 20]
+    python bench/diagnose_clevr.py [--judge-seeds 2] [--draws 20] [--params material,key_light]
 """
 
 from __future__ import annotations
@@ -116,6 +116,9 @@ def main() -> None:
     ap.add_argument("--per-point", type=int, default=12)
     ap.add_argument("--nodes", type=int, default=6)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--params", default="material,key_light",
+                    help="comma-separated: the parameters to diagnose one at a time (a "
+                    "categorical or a one-dimensional normal)")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="autosim-diagnose-"))
     with LocalServers("clevr", 1, threads=args.threads) as endpoints, \
@@ -123,7 +126,11 @@ def main() -> None:
         start = sim.space
         shipped = start.preset("validation")
         task = SegmentationTask(len(sim.classes))
-        for name in ("material", "key_light"):
+        names = [n.strip() for n in args.params.split(",") if n.strip()]
+        if unknown := [n for n in names if n not in start.names]:
+            raise SystemExit(f"diagnose_clevr: unknown parameter(s) {', '.join(unknown)}; "
+                             f"known: {', '.join(start.names)}")
+        for name in names:
             # the target: the start with only this parameter at its shipped validation value
             target = start.with_psi(start.pack_psi({name: shipped.unpack_psi()[name]}))
             sets = {}
