@@ -53,10 +53,15 @@ def combine(folders: list[Path], out: Path, labels: list[str] | None = None) -> 
     run like two methods, which is how an option is compared with the defaults."""
     if len(folders) < 2:
         raise CliError("--combine needs at least two bench folders")
-    if labels is not None and (len(labels) != len(folders) or len(set(labels)) != len(labels)
-                               or not all(label.strip() for label in labels)):
-        raise CliError(f"--labels needs one distinct, non-empty label per folder: "
-                       f"{len(folders)} folder(s), labels {labels}")
+    if labels is not None:
+        labels = [label.strip() for label in labels]
+        if len(labels) != len(folders) or len(set(labels)) != len(labels) or not all(labels):
+            raise CliError(f"--labels needs one distinct, non-empty label per folder: "
+                           f"{len(folders)} folder(s), labels {labels}")
+
+    def named(method: str, i: int) -> str:
+        return method if labels is None else f"{method} ({labels[i]})"
+
     if out.resolve() in {f.resolve() for f in folders}:
         raise CliError(f"--out {out} is one of the folders to combine; give a new folder")
     benches = [_load(f) for f in folders]
@@ -71,10 +76,9 @@ def combine(folders: list[Path], out: Path, labels: list[str] | None = None) -> 
     runs, seen, methods, options = [], set(), [], {}
     for i, (folder, data) in enumerate(zip(folders, benches)):
         for method, opts in (data.get("options") or {}).items():
-            options[method if labels is None else f"{method} ({labels[i].strip()})"] = opts
+            options[named(method, i)] = opts
         for run in data["runs"]:
-            if labels is not None:
-                run = {**run, "method": f"{run['method']} ({labels[i].strip()})"}
+            run = {**run, "method": named(run["method"], i)}
             key = (run["method"], run["target"], run["seed"])
             if key in seen:
                 raise CliError(f"{folder}: {key[0]} seed {key[2]} on {key[1]} is in another "

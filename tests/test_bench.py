@@ -241,6 +241,7 @@ def test_bench_toy_on_drawn_targets_judges_checkpoints(tmp_path):
         tmp_path / "two" / "bench.md").read_text()
     for bad, why in ((["--combine", *two, "--labels", "one"], "one distinct, non-empty label"),
                      (["--combine", *two, "--labels", "x,x"], "one distinct, non-empty label"),
+                     (["--combine", *two, "--labels", "x, x"], "one distinct, non-empty label"),
                      (["--scene", "toy", "--labels", "x,y"], "--labels goes with --combine")):
         res = autosim("bench", *bad, "--out", str(tmp_path / "e"))
         assert res.returncode == 2 and why in res.stderr, res.stderr
