@@ -42,7 +42,7 @@ def only(space, name: str):
     return space
 
 
-def hypergrad(task, model, space, sim, latents, weights, val):
+def hypergrad(task, model, space, sim, latents, weights, val, paired=False):
     data = task.to_data(sim.render(latents, SIZE, SIZE), "cpu")
     score = torch.as_tensor(space.score(latents), dtype=torch.float32)
     model.eval()
@@ -52,7 +52,8 @@ def hypergrad(task, model, space, sim, latents, weights, val):
                         val_loss=lambda: task.loss(model, val), score=score,
                         weights=None if weights is None else torch.as_tensor(
                             weights, dtype=torch.float32),
-                        hessian_loss=lambda: task.loss(model, data),
+                        hessian_loss=lambda: task.loss(model, data), pairs=paired,
+                        partner=torch.as_tensor(space.redrawn_mask) if paired else None,
                         cg=CGSettings(damping=0.1, max_iter=5, rtol=1e-3))
     return res.grad.double().numpy()[space.free_mask]
 
@@ -92,6 +93,11 @@ def case(name, space, target, sim, task, judge, model, val, args, rng):
              for _ in range(args.draws)]
     cos = [float(d @ exact / (np.linalg.norm(d) * np.linalg.norm(exact) + 1e-30))
            for d in draws]
+    if space.params[space.names.index(name)].kind == "categorical":  # sampling 'paired'
+        pdraws = [hypergrad(task, model, space, sim, space.sample(args.k, rng, paired=True),
+                            None, val, paired=True) for _ in range(args.draws)]
+        pcos = [float(d @ exact / (np.linalg.norm(d) * np.linalg.norm(exact) + 1e-30))
+                for d in pdraws]
     judged = [mean_std(judge.scores(s, range(args.judge_seeds))) for s in fixed_at]
     names = space.psi_labels
     free = [names[i] for i in np.flatnonzero(space.free_mask)]
@@ -101,6 +107,11 @@ def case(name, space, target, sim, task, judge, model, val, args, rng):
     print(f"K = {args.k} samples of it: cosine with the exact one {statistics.fmean(cos):.2f} "
           f"± {statistics.stdev(cos):.2f} over {args.draws} draws; same sign on the first "
           f"component in {sum(np.sign(d[0]) == np.sign(exact[0]) for d in draws)}/{args.draws}")
+    if space.params[space.names.index(name)].kind == "categorical":
+        print(f"K = {args.k} in {args.k // 2} pairs sharing all but {name} (sampling "
+              f"'paired'): cosine {statistics.fmean(pcos):.2f} ± {statistics.stdev(pcos):.2f}; "
+              f"same sign in {sum(np.sign(d[0]) == np.sign(exact[0]) for d in pdraws)}"
+              f"/{args.draws}")
     lj = labels if space.params[space.names.index(name)].kind == "categorical" else labels_judge
     print("judge, trained only on each value (test mIoU on the target's test set):",
           ", ".join(f"{lab} {m:.3f}±{s:.3f}" for lab, (m, s) in zip(lj, judged)))

@@ -61,25 +61,35 @@ def per_sample_grad_norms(per_sample_loss: torch.Tensor,
 
 
 def score_terms(score: torch.Tensor, values: torch.Tensor, weights: torch.Tensor | None,
-                baseline: str = "loo", pairs: bool = False) -> torch.Tensor:
+                baseline: str = "loo", pairs: bool = False,
+                partner: torch.Tensor | None = None) -> torch.Tensor:
     """(K, psi_dim) w_k score_k (values_k - b_k), whose sum is the estimate. A baseline is a
     control variate (E[score] = 0): 'loo' (equal weights only) the leave-one-out mean keeps the
     estimate unbiased and cuts its variance a lot; 'mean' subtracts the weighted mean of the
     values: what self-normalised importance weights (summing to 1) want, and a no-op for an
     exact expectation. Given weights, 'loo' subtracts nothing (exact probabilities need no
-    control variate). pairs: rows (2i, 2i + 1) are antithetic pairs (space.sample); 'loo'
-    then leaves the pair out, as a baseline that saw a sample's partner would bias it."""
+    control variate). pairs: rows (2i, 2i + 1) are pairs (space.sample antithetic / paired);
+    'loo' then leaves the pair out, as a baseline that saw a sample's partner would bias it.
+    partner: (psi_dim,) bool, the entries whose parameters a pair's rows drew independently
+    (space.redrawn_mask); their baseline is the partner's value, independent of the row's own
+    draw and rendered from the same scene otherwise, so the term sees the choice's effect alone.
+    """
     if baseline not in BASELINES:
         raise ValueError(f"unknown baseline {baseline!r}; known: {', '.join(BASELINES)}")
     k = values.shape[0]
     if k == 0:
         raise ValueError("the hypergradient needs at least one sample, got K = 0")
+    if partner is not None and not (pairs and baseline == "loo" and weights is None):
+        raise ValueError("a partner baseline needs pairs, baseline 'loo' and equal weights")
     values = values.to(score.dtype)
+    diff = None
     if weights is None:
         weights = torch.full((k,), 1.0 / k, dtype=score.dtype, device=score.device)
         if baseline == "loo" and pairs:
             if k % 2 or k < 4:
-                raise ValueError(f"antithetic pairs need an even K >= 4, got K = {k}")
+                raise ValueError(f"sample pairs need an even K >= 4, got K = {k}")
+            if partner is not None:
+                diff = values - values.view(-1, 2).flip(1).reshape(-1)
             pair_sum = values.view(-1, 2).sum(1).repeat_interleave(2)
             values = values - (values.sum() - pair_sum) / (k - 2)
         elif baseline == "loo" and k > 1:
@@ -87,13 +97,17 @@ def score_terms(score: torch.Tensor, values: torch.Tensor, weights: torch.Tensor
     weights = weights.to(score.dtype)
     if baseline == "mean":
         values = values - (weights * values).sum() / weights.sum()
-    return weights[:, None] * score * values[:, None]
+    centred = values[:, None].expand_as(score)
+    if diff is not None:
+        centred = torch.where(partner.to(score.device), diff[:, None], centred)
+    return weights[:, None] * score * centred
 
 
 def score_weighted(score: torch.Tensor, values: torch.Tensor, weights: torch.Tensor | None,
-                   baseline: str = "loo", pairs: bool = False) -> torch.Tensor:
+                   baseline: str = "loo", pairs: bool = False,
+                   partner: torch.Tensor | None = None) -> torch.Tensor:
     """sum_k w_k score_k (values_k - b_k): see score_terms."""
-    return score_terms(score, values, weights, baseline, pairs).sum(0)
+    return score_terms(score, values, weights, baseline, pairs, partner).sum(0)
 
 
 def estimate_variance(terms: torch.Tensor, pairs: bool = False) -> torch.Tensor:
@@ -121,6 +135,7 @@ def hypergradient(
     baseline: str = "loo",
     normalise: bool = False,
     pairs: bool = False,
+    partner: torch.Tensor | None = None,
 ) -> HypergradResult:
     """One hypergradient at the current theta.
 
@@ -133,7 +148,8 @@ def hypergradient(
     normalise: use grad l_k . v / ||grad l_k|| (times the mean norm, to keep the scale)
     instead of the raw dot product, whose high-loss samples look influential for their
     gradient's size alone (a cosine, as data-selection work does; biased, off by default).
-    pairs: the samples are antithetic pairs (see score_weighted).
+    pairs: the samples come in pairs; partner: the entries whose baseline is the partner's
+    value (see score_terms).
     """
     if approx not in APPROXIMATIONS:
         raise ValueError(f"unknown approximation {approx!r}; known: {', '.join(APPROXIMATIONS)}")
@@ -145,7 +161,7 @@ def hypergradient(
     losses = per_sample_loss()
     if approx == "no_val":
         d = losses.detach()
-        terms = score_terms(score, d, weights, baseline, pairs)
+        terms = score_terms(score, d, weights, baseline, pairs, partner)
         return HypergradResult(terms.sum(0), None, d, seconds=time.perf_counter() - started,
                                grad_var=_variance(terms, weights, pairs))
     if val_loss is None:
@@ -174,7 +190,7 @@ def hypergradient(
     if normalise:
         norms = per_sample_grad_norms(losses, params)
         d = d * (norms.mean() / norms.clamp_min(1e-12 * float(norms.max()) + 1e-30))
-    terms = score_terms(score, d, weights, baseline, pairs)
+    terms = score_terms(score, d, weights, baseline, pairs, partner)
     return HypergradResult(-terms.sum(0), v.detach(), d, iters, residual,
                            time.perf_counter() - started, negative,
                            _variance(terms, weights, pairs))

@@ -257,7 +257,7 @@ class ParameterSpace:
         return a
 
     def sample(self, n: int, rng: np.random.Generator, stratified: bool = False,
-               antithetic: bool = False) -> np.ndarray:
+               antithetic: bool = False, paired: bool = False) -> np.ndarray:
         """n latents from q_psi as an (n, latent_dim) float64 array; rng makes it reproducible.
 
         stratified: Latin hypercube sampling. Each latent column's n uniforms fall one in each
@@ -271,31 +271,54 @@ class ParameterSpace:
         is still an exact draw; within a pair only the free normals differ, so a score-function
         average sees their effect as a difference of two renders (a score-function estimate
         over pairs needs a baseline that leaves the pair out). n must be even.
+
+        paired: rows come in pairs that share every column but the free categoricals' and
+        bernoullis', which the second row draws afresh. The two draws of a choice are
+        independent of each other and of the shared rest, so each row's partner is an unbiased
+        baseline for the choice's score terms, and one that saw the same scene: the choice's
+        effect meets the estimator as a difference of two renders (common random numbers).
+        Combines with antithetic (the free normals then also mirror). n must be even.
         """
         if not isinstance(rng, np.random.Generator):
             raise TypeError(f"rng: expected numpy.random.Generator, got {type(rng).__name__}")
         if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 0:
             raise SpaceError(f"n: expected an integer >= 0, got {n!r}")
         n = int(n)
-        if not (stratified or antithetic):
+        if not (stratified or antithetic or paired):
             return np.concatenate([p.sample(n, rng) for p in self._params]
                                   or [np.zeros((n, 0))], axis=1)
-        if antithetic and n % 2:
-            raise SpaceError(f"n: antithetic sampling draws pairs, got an odd n = {n}")
-        u = self._uniforms(n // 2 if antithetic else n, rng, stratified)
-        if antithetic:
-            u = self._with_mirrors(u)
+        if (antithetic or paired) and n % 2:
+            raise SpaceError(f"n: {'antithetic' if antithetic else 'paired'} sampling draws "
+                             f"pairs, got an odd n = {n}")
+        u = self._uniforms(n // 2 if antithetic or paired else n, rng, stratified)
+        if antithetic or paired:
+            u = self._pairs(u, rng, mirror=antithetic, redraw=paired, stratified=stratified)
         return np.concatenate([p.quantile(u[:, self._latent_slices[p.name]])
                                for p in self._params] or [np.zeros((n, 0))], axis=1)
 
-    def _with_mirrors(self, u: np.ndarray) -> np.ndarray:
-        """(2m, latent_dim): each row of u followed by its mirror (free normals at 1 - u)."""
-        mirrored = u.copy()
+    def _pairs(self, u: np.ndarray, rng: np.random.Generator, *, mirror: bool, redraw: bool,
+               stratified: bool) -> np.ndarray:
+        """(2m, latent_dim): each row of u followed by its partner: free normals at 1 - u
+        (mirror), free discrete columns from fresh uniforms (redraw), the rest shared."""
+        second = u.copy()
+        fresh = self._uniforms(len(u), rng, stratified) if redraw else None
         for p in self._params:
-            if p.kind == "normal" and not p.fixed:
-                cols = self._latent_slices[p.name]
-                mirrored[:, cols] = 1.0 - u[:, cols]
-        return np.stack([u, mirrored], axis=1).reshape(2 * len(u), self.latent_dim)
+            cols = self._latent_slices[p.name]
+            if mirror and p.kind == "normal" and not p.fixed:
+                second[:, cols] = 1.0 - u[:, cols]
+            if fresh is not None and p.kind != "normal" and not p.fixed:
+                second[:, cols] = fresh[:, cols]
+        return np.stack([u, second], axis=1).reshape(2 * len(u), self.latent_dim)
+
+    @property
+    def redrawn_mask(self) -> np.ndarray:
+        """(psi_dim,) bool: the psi entries of the free choices (categoricals, bernoullis):
+        those a paired sample's two rows draw independently."""
+        mask = np.zeros(self.psi_dim, dtype=bool)
+        for p in self._params:
+            if p.kind != "normal" and not p.fixed:
+                mask[self._psi_slices[p.name]] = True
+        return mask
 
     def _uniforms(self, n: int, rng: np.random.Generator, stratified: bool) -> np.ndarray:
         """(n, latent_dim) uniforms in (0, 1); stratified: one per stratum, shuffled per column."""

@@ -212,9 +212,9 @@ def test_replay_pools_recent_samples_with_importance_weights(monkeypatch):
     drawn, spaces = [], []
     real_sample = algo.space.sample
 
-    def sample(n, rng, stratified=False, antithetic=False):
+    def sample(n, rng, stratified=False, antithetic=False, paired=False):
         spaces.append(algo.space)
-        drawn.append(real_sample(n, rng, stratified, antithetic))
+        drawn.append(real_sample(n, rng, stratified, antithetic, paired))
         return drawn[-1]
 
     monkeypatch.setattr(type(algo.space), "sample",
@@ -274,8 +274,8 @@ def test_stratified_sampling_and_active_only_reach_the_estimator(monkeypatch):
     drawn = []
     real_sample = algo.space.sample
     monkeypatch.setattr(type(algo.space), "sample",
-                        lambda self, n, rng, stratified=False, antithetic=False:
-                        drawn.append((stratified, real_sample(n, rng, stratified, antithetic)))
+                        lambda self, n, rng, stratified=False, antithetic=False, paired=False:
+                        drawn.append((stratified, real_sample(n, rng, stratified, antithetic, paired)))
                         or drawn[-1][1])
     space = algo.space
     algo.step()
@@ -294,17 +294,40 @@ def test_stratified_sampling_and_active_only_reach_the_estimator(monkeypatch):
         _algo(sampling="sobol")
 
 
-def test_antithetic_sampling_reaches_the_estimator_in_pairs(monkeypatch):
-    """sampling='antithetic' renders K/2 mirrored pairs and tells the estimator so (its
-    baseline leaves each pair out); odd K or replay with it is an error."""
+@pytest.mark.parametrize("sampling", ["antithetic", "paired"])
+def test_paired_samplings_reach_the_estimator_in_pairs(monkeypatch, sampling):
+    """sampling='antithetic' renders K/2 mirrored pairs and 'paired' K/2 pairs drawing their
+    choices per row, and tells the estimator so (its baseline leaves each pair out; paired:
+    the partner is the choices' baseline); odd K or replay with them is an error."""
     calls = _spy_hypergradient(monkeypatch)
-    algo, _ = _algo(k=8, sampling="antithetic")
+    # the toy with its mixture weights free: a choice to redraw
+    sim = ToySimulator(ToySimulator().space.with_fixed("component", False))
+    algo, _ = _algo(sim, k=8, sampling=sampling)
     algo.step()
     (kwargs, *_), = calls
     assert kwargs["pairs"] is True
+    if sampling == "paired":
+        np.testing.assert_array_equal(kwargs["partner"].cpu().numpy(), algo.space.redrawn_mask)
+        assert kwargs["partner"].any()
+    else:
+        assert kwargs["partner"] is None
     for bad in ({"k": 7}, {"k": 8, "replay": 2}):
-        with pytest.raises(ValueError, match="antithetic sampling needs"):
-            _algo(sampling="antithetic", **bad)
+        with pytest.raises(ValueError, match=f"{sampling} sampling needs"):
+            _algo(sim, sampling=sampling, **bad)
+    if sampling == "paired":  # every choice fixed: each pair would be one render twice
+        with pytest.raises(ValueError, match="has none free"):
+            _algo(sampling="paired")
+
+
+def test_the_cli_offers_the_algorithms_own_choices():
+    """The flags' choices are spelled out in cli/options (it must not import torch); they
+    must stay the algorithm's own."""
+    from optimizer.algorithms.autosimulate import SAMPLINGS
+    from optimizer.cli.options import METHOD_FLAGS
+    from optimizer.hypergrad import APPROXIMATIONS
+    flags = dict(METHOD_FLAGS)
+    assert tuple(flags["sampling"]["choices"]) == SAMPLINGS
+    assert tuple(flags["approx"]["choices"]) == APPROXIMATIONS
 
 
 def test_shrink_scales_each_psi_entry_by_its_evidence_and_survives_a_checkpoint():

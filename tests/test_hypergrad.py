@@ -272,6 +272,48 @@ def test_antithetic_pairs_are_unbiased_and_cut_the_variance_of_a_smooth_effect()
     assert pairs[:, 0].var() < 0.5 * iid[:, 0].var(), (pairs[:, 0].var(), iid[:, 0].var())
 
 
+def test_partner_baseline_by_hand():
+    """Pairs (1, 2), (4, 8); entry 0 takes the partner as its baseline (1 - 2, 2 - 1, 4 - 8,
+    8 - 4), entry 1 leaves the pair out (-5, -4, 2.5, 6.5), as without a partner."""
+    score = torch.tensor([[1.0, 1.0], [-1.0, -1.0], [2.0, 2.0], [0.0, 0.0]])
+    values = torch.tensor([1.0, 2.0, 4.0, 8.0])
+    got = score_weighted(score, values, None, "loo", pairs=True,
+                         partner=torch.tensor([True, False]))
+    np.testing.assert_allclose(got.numpy(), [(-1.0 - 1.0 - 8.0 + 0.0) / 4, 1.0], rtol=1e-12)
+    for bad in ({"pairs": False}, {"baseline": "mean"}, {"weights": torch.full((4,), 0.25)}):
+        kw = {"weights": None, "baseline": "loo", "pairs": True, **bad}
+        with pytest.raises(ValueError, match="partner baseline needs"):
+            score_weighted(score, values, kw["weights"], kw["baseline"], kw["pairs"],
+                           partner=torch.tensor([True, False]))
+
+
+def test_paired_choices_are_unbiased_and_cut_the_variance_a_shared_scene_adds():
+    """f = 3 x^2 + [c = b] with x ~ N(0.5, 1) (the scene: a large effect) and c ~ softmax(0,
+    0.5) (the choice: a small one). d/dlogits = p1 (1 - p1) * (-1, 1), d/dmean = 3, d/dlog_std
+    = 6. Pairs sharing x and drawing c per row hit all four, and the choice's entries have a
+    fraction of the i.i.d. variance: the partner removes the scene's 3 x^2 from them."""
+    rng = np.random.default_rng(0)
+    space = ParameterSpace.from_dict({"format": "autosim.space", "version": 1, "params": [
+        {"name": "x", "kind": "normal", "mean": [0.5], "log_std": [0.0]},
+        {"name": "c", "kind": "categorical", "choices": ["a", "b"], "logits": [0.0, 0.5]}]})
+    p1 = 1 / (1 + np.exp(-0.5))
+    exact = [3.0, 6.0, -p1 * (1 - p1), p1 * (1 - p1)]
+    partner = torch.as_tensor(space.redrawn_mask)
+    est = {"iid": [], "paired": []}
+    for _ in range(3000):
+        for kind in est:
+            lat = space.sample(16, rng, paired=kind == "paired")
+            score = torch.tensor(space.score(lat))
+            values = torch.tensor(3.0 * lat[:, 0] ** 2 + lat[:, 1])
+            est[kind].append(score_weighted(
+                score, values, None, "loo", pairs=kind == "paired",
+                partner=partner if kind == "paired" else None).numpy())
+    iid, paired = np.array(est["iid"]), np.array(est["paired"])
+    for e in (iid, paired):
+        np.testing.assert_allclose(e.mean(0), exact, atol=4 * e.std(0).max() / 3000 ** .5)
+    assert paired[:, 3].var() < 0.2 * iid[:, 3].var(), (paired[:, 3].var(), iid[:, 3].var())
+
+
 @pytest.mark.parametrize("pairs", [False, True])
 def test_the_estimate_knows_its_own_sampling_variance(pairs):
     """estimate_variance from one draw of K samples against the spread of the estimate over

@@ -22,7 +22,8 @@ from optimizer.psi_optim import EvidenceGate, NaturalStep, make_psi_optimizer
 from optimizer.tasks.base import TaskData
 from optimizer.training import fit
 
-SAMPLINGS = ("iid", "stratified", "antithetic")
+SAMPLINGS = ("iid", "stratified", "antithetic", "paired")
+PAIRED = ("antithetic", "paired")  # samplings that render K / 2 pairs
 
 
 @register
@@ -63,7 +64,10 @@ class AutoSimulate(Algorithm):
         # iid | stratified: Latin hypercube latents (space.sample): every row an exact draw
         # from q_psi, choice counts within one of K * p, normals spread over their quantiles
         # | antithetic: K / 2 pairs sharing all but the free normals, which are mirrored about
-        # their means: the normals' score terms become differences of two renders
+        # their means: the normals' score terms become differences of two renders | paired:
+        # K / 2 pairs sharing all but the free choices (categoricals, bernoullis), which each
+        # row draws on its own: a choice's score terms become differences of two renders of
+        # one scene, its partner the baseline (space.sample, hypergrad.score_terms)
         "sampling": "iid",
         # drop the score terms of parameters a sample's render does not use (the space's
         # active_if): unbiased (Rao-Blackwellised), less variance
@@ -96,10 +100,14 @@ class AutoSimulate(Algorithm):
                              f"{o['sampling']!r}")
         if int(o["replay"]) < 0:
             raise ValueError(f"replay must be >= 0, got {o['replay']}")
-        if o["sampling"] == "antithetic" and (int(o["k"]) % 2 or int(o["k"]) < 4
-                                              or int(o["replay"])):
-            raise ValueError(f"antithetic sampling needs an even k >= 4 and no replay, got "
-                             f"k = {o['k']}, replay = {o['replay']}")
+        if o["sampling"] in PAIRED and (int(o["k"]) % 2 or int(o["k"]) < 4
+                                        or int(o["replay"])):
+            raise ValueError(f"{o['sampling']} sampling needs an even k >= 4 and no replay, "
+                             f"got k = {o['k']}, replay = {o['replay']}")
+        if o["sampling"] == "paired" and not self.space.redrawn_mask.any():
+            raise ValueError("paired sampling redraws the free choices (categoricals, "
+                             "bernoullis) within a pair, and this space has none free: its "
+                             "pairs would be one render twice; use another sampling")
         if not float(o["shrink"]) >= 0 or (float(o["shrink"]) and int(o["replay"])):
             raise ValueError(f"shrink must be >= 0 and needs no replay (importance-weighted "
                              f"samples have no sampling variance estimate), got shrink = "
@@ -131,7 +139,8 @@ class AutoSimulate(Algorithm):
         o, ctx, task = self.options, self.ctx, self.ctx.task
         latents = self.space.sample(int(o["k"]), self.rng,
                                     stratified=o["sampling"] == "stratified",
-                                    antithetic=o["sampling"] == "antithetic")
+                                    antithetic=o["sampling"] == "antithetic",
+                                    paired=o["sampling"] == "paired")
         data = self.render(latents)
         record: dict[str, Any] = {}
         skipped, hyper_s = "", 0.0
@@ -223,7 +232,9 @@ class AutoSimulate(Algorithm):
             val_loss=lambda: task.loss(self.model, val),
             score=score, weights=weights, v0=v0, hessian_loss=hessian_loss,
             baseline=baseline, normalise=bool(o["normalise"]),
-            pairs=o["sampling"] == "antithetic",
+            pairs=o["sampling"] in PAIRED,
+            partner=(torch.as_tensor(self.space.redrawn_mask, device=ctx.device)
+                     if o["sampling"] == "paired" else None),
             cg=CGSettings(damping=self.damping, max_iter=int(o["cg_iters"]),
                           rtol=float(o["cg_rtol"])))
 

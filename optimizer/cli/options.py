@@ -35,9 +35,10 @@ METHOD_FLAGS: tuple[tuple[str, dict[str, Any]], ...] = (
                "theta has not seen (fresh)"}),
     ("normalise", {"action": "store_true", "default": None, "help": "autosimulate: divide "
                    "each sample's grad l . v by its gradient norm"}),
-    ("sampling", {"choices": ("iid", "stratified", "antithetic"),
-                  "help": "autosimulate: latents i.i.d., Latin-hypercube stratified, or in "
-                  "antithetic pairs (free normals mirrored, the rest shared)"}),
+    ("sampling", {"choices": ("iid", "stratified", "antithetic", "paired"),
+                  "help": "autosimulate: latents i.i.d., Latin-hypercube stratified, in "
+                  "antithetic pairs (free normals mirrored, the rest shared) or paired (free "
+                  "choices drawn per row, the rest shared)"}),
     ("active_only", {"action": argparse.BooleanOptionalAction, "default": None,
                      "help": "autosimulate: drop the score terms of parameters a render does "
                      "not use (the space's active_if; unbiased)"}),
