@@ -274,8 +274,8 @@ def test_stratified_sampling_and_active_only_reach_the_estimator(monkeypatch):
     drawn = []
     real_sample = algo.space.sample
     monkeypatch.setattr(type(algo.space), "sample",
-                        lambda self, n, rng, stratified=False, antithetic=False, paired=False:
-                        drawn.append((stratified, real_sample(n, rng, stratified, antithetic, paired)))
+                        lambda self, n, rng, stratified=False, **pairs:
+                        drawn.append((stratified, real_sample(n, rng, stratified, **pairs)))
                         or drawn[-1][1])
     space = algo.space
     algo.step()
