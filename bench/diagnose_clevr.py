@@ -53,7 +53,7 @@ def hypergrad(task, model, space, sim, latents, weights, val, paired=False):
                         weights=None if weights is None else torch.as_tensor(
                             weights, dtype=torch.float32),
                         hessian_loss=lambda: task.loss(model, data), pairs=paired,
-                        partner=torch.as_tensor(space.redrawn_mask) if paired else None,
+                        partner=torch.ones(space.psi_dim, dtype=torch.bool) if paired else None,
                         cg=CGSettings(damping=0.1, max_iter=5, rtol=1e-3))
     return res.grad.double().numpy()[space.free_mask]
 

@@ -71,8 +71,8 @@ def score_terms(score: torch.Tensor, values: torch.Tensor, weights: torch.Tensor
     control variate). pairs: rows (2i, 2i + 1) are pairs (space.sample antithetic / paired);
     'loo' then leaves the pair out, as a baseline that saw a sample's partner would bias it.
     partner: (psi_dim,) bool, the entries whose parameters a pair's rows drew independently
-    (space.redrawn_mask); their baseline is the partner's value, independent of the row's own
-    draw and rendered from the same scene otherwise, so the term sees the choice's effect alone.
+    (space.sample paired: all free ones); their baseline is the partner's value, independent
+    of the row's own draw and rendered from what the pair shares, which then cancels.
     """
     if baseline not in BASELINES:
         raise ValueError(f"unknown baseline {baseline!r}; known: {', '.join(BASELINES)}")

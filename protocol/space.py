@@ -272,12 +272,11 @@ class ParameterSpace:
         average sees their effect as a difference of two renders (a score-function estimate
         over pairs needs a baseline that leaves the pair out). n must be even.
 
-        paired: rows come in pairs that share every column but the free categoricals' and
-        bernoullis', which the second row draws afresh. The two draws of a choice are
-        independent of each other and of the shared rest, so each row's partner is an unbiased
-        baseline for the choice's score terms, and one that saw the same scene: the choice's
-        effect meets the estimator as a difference of two renders (common random numbers).
-        Combines with antithetic (the free normals then also mirror). n must be even.
+        paired: rows come in pairs that share the fixed parameters' columns (what psi does
+        not move: in clevr the objects' places, shapes and colour) and draw every free column
+        afresh. A row's partner is then independent of the row's own free draws, so its value is
+        an unbiased baseline for every score term, and one rendered from the same layout: the
+        layout's share of a render's variation cancels (common random numbers). n must be even.
         """
         if not isinstance(rng, np.random.Generator):
             raise TypeError(f"rng: expected numpy.random.Generator, got {type(rng).__name__}")
@@ -287,38 +286,36 @@ class ParameterSpace:
         if not (stratified or antithetic or paired):
             return np.concatenate([p.sample(n, rng) for p in self._params]
                                   or [np.zeros((n, 0))], axis=1)
+        if antithetic and paired:
+            raise SpaceError("antithetic and paired sampling are two ways to pair rows; "
+                             "choose one")
         if (antithetic or paired) and n % 2:
             raise SpaceError(f"n: {'antithetic' if antithetic else 'paired'} sampling draws "
                              f"pairs, got an odd n = {n}")
         u = self._uniforms(n // 2 if antithetic or paired else n, rng, stratified)
         if antithetic or paired:
-            u = self._pairs(u, rng, mirror=antithetic, redraw=paired, stratified=stratified)
+            u = self._pairs(u, rng, stratified) if paired else self._with_mirrors(u)
         return np.concatenate([p.quantile(u[:, self._latent_slices[p.name]])
                                for p in self._params] or [np.zeros((n, 0))], axis=1)
 
-    def _pairs(self, u: np.ndarray, rng: np.random.Generator, *, mirror: bool, redraw: bool,
-               stratified: bool) -> np.ndarray:
-        """(2m, latent_dim): each row of u followed by its partner: free normals at 1 - u
-        (mirror), free discrete columns from fresh uniforms (redraw), the rest shared."""
-        second = u.copy()
-        fresh = self._uniforms(len(u), rng, stratified) if redraw else None
+    def _with_mirrors(self, u: np.ndarray) -> np.ndarray:
+        """(2m, latent_dim): each row of u followed by its mirror (free normals at 1 - u)."""
+        mirrored = u.copy()
         for p in self._params:
-            cols = self._latent_slices[p.name]
-            if mirror and p.kind == "normal" and not p.fixed:
-                second[:, cols] = 1.0 - u[:, cols]
-            if fresh is not None and p.kind != "normal" and not p.fixed:
-                second[:, cols] = fresh[:, cols]
-        return np.stack([u, second], axis=1).reshape(2 * len(u), self.latent_dim)
+            if p.kind == "normal" and not p.fixed:
+                cols = self._latent_slices[p.name]
+                mirrored[:, cols] = 1.0 - u[:, cols]
+        return np.stack([u, mirrored], axis=1).reshape(2 * len(u), self.latent_dim)
 
-    @property
-    def redrawn_mask(self) -> np.ndarray:
-        """(psi_dim,) bool: the psi entries of the free choices (categoricals, bernoullis):
-        those a paired sample's two rows draw independently."""
-        mask = np.zeros(self.psi_dim, dtype=bool)
+    def _pairs(self, u: np.ndarray, rng: np.random.Generator, stratified: bool) -> np.ndarray:
+        """(2m, latent_dim): each row of u followed by a partner that shares its fixed
+        columns and draws the free ones from fresh uniforms."""
+        partner = self._uniforms(len(u), rng, stratified)
         for p in self._params:
-            if p.kind != "normal" and not p.fixed:
-                mask[self._psi_slices[p.name]] = True
-        return mask
+            if p.fixed:
+                cols = self._latent_slices[p.name]
+                partner[:, cols] = u[:, cols]
+        return np.stack([u, partner], axis=1).reshape(2 * len(u), self.latent_dim)
 
     def _uniforms(self, n: int, rng: np.random.Generator, stratified: bool) -> np.ndarray:
         """(n, latent_dim) uniforms in (0, 1); stratified: one per stratum, shuffled per column."""

@@ -296,27 +296,25 @@ def test_stratified_sampling_and_active_only_reach_the_estimator(monkeypatch):
 
 @pytest.mark.parametrize("sampling", ["antithetic", "paired"])
 def test_paired_samplings_reach_the_estimator_in_pairs(monkeypatch, sampling):
-    """sampling='antithetic' renders K/2 mirrored pairs and 'paired' K/2 pairs drawing their
-    choices per row, and tells the estimator so (its baseline leaves each pair out; paired:
-    the partner is the choices' baseline); odd K or replay with them is an error."""
+    """sampling='antithetic' renders K/2 mirrored pairs and 'paired' K/2 pairs sharing the
+    fixed parameters, and tells the estimator so (antithetic: its baseline leaves each pair
+    out; paired: the partner is every entry's baseline); odd K or replay is an error."""
     calls = _spy_hypergradient(monkeypatch)
-    # the toy with its mixture weights free: a choice to redraw
-    sim = ToySimulator(ToySimulator().space.with_fixed("component", False))
-    algo, _ = _algo(sim, k=8, sampling=sampling)
+    algo, _ = _algo(k=8, sampling=sampling)
     algo.step()
     (kwargs, *_), = calls
     assert kwargs["pairs"] is True
     if sampling == "paired":
-        np.testing.assert_array_equal(kwargs["partner"].cpu().numpy(), algo.space.redrawn_mask)
-        assert kwargs["partner"].any()
+        assert kwargs["partner"].all() and len(kwargs["partner"]) == algo.space.psi_dim
     else:
         assert kwargs["partner"] is None
     for bad in ({"k": 7}, {"k": 8, "replay": 2}):
         with pytest.raises(ValueError, match=f"{sampling} sampling needs"):
-            _algo(sim, sampling=sampling, **bad)
-    if sampling == "paired":  # every choice fixed: each pair would be one render twice
-        with pytest.raises(ValueError, match="has none free"):
-            _algo(sampling="paired")
+            _algo(sampling=sampling, **bad)
+    if sampling == "paired":  # nothing fixed to share: independent pairs, a worse baseline
+        free = ToySimulator(ToySimulator().space.with_fixed("component", False))
+        with pytest.raises(ValueError, match="fixes none"):
+            _algo(free, sampling="paired")
 
 
 def test_the_cli_offers_the_algorithms_own_choices():

@@ -167,35 +167,36 @@ def test_antithetic_pairs_mirror_free_normals_share_the_rest_and_are_exact_draws
         s.sample(5, np.random.default_rng(0), antithetic=True)
 
 
-def test_paired_rows_redraw_the_free_choices_share_the_rest_and_are_exact_draws() -> None:
+def test_paired_rows_share_the_fixed_columns_draw_the_free_ones_and_are_exact_draws() -> None:
     s = ParameterSpace.from_dict({"format": "autosim.space", "version": 1, "params": [
         {"name": "count", "kind": "categorical", "choices": ["1", "2", "3"],
          "logits": [0.3, -0.2, 0.5]},
         {"name": "on", "kind": "bernoulli", "logit": 0.4},
         {"name": "shape", "kind": "categorical", "choices": ["a", "b"], "logits": [0.0, 1.0],
          "fixed": True},
+        {"name": "place", "kind": "normal", "mean": [0.0], "log_std": [0.0], "fixed": True},
         {"name": "a", "kind": "normal", "mean": [1.0, -2.0], "log_std": [-0.3, 0.2]}]})
     sl = s.latent_slices
     x = s.sample(4000, np.random.default_rng(0), paired=True)
     first, second = x[0::2], x[1::2]
-    for name in ("a", "shape"):  # the normals and the fixed choice: shared within a pair
+    for name in ("shape", "place"):  # the fixed ones: shared within a pair, still drawn
         np.testing.assert_array_equal(first[:, sl[name]], second[:, sl[name]])
+    assert np.std(first[:, sl["place"]]) > 0.8
     probs = np.exp([0.3, -0.2, 0.5]) / np.exp([0.3, -0.2, 0.5]).sum()
     c1, c2 = first[:, sl["count"]][:, 0].astype(int), second[:, sl["count"]][:, 0].astype(int)
-    # the two draws of a pair are independent exact draws: joint frequencies p_i p_j
+    # the free draws of a pair are independent exact draws: joint frequencies p_i p_j
     joint = np.zeros((3, 3))
     np.add.at(joint, (c1, c2), 1.0 / len(c1))
     np.testing.assert_allclose(joint, np.outer(probs, probs), atol=0.03)
+    a1, a2 = first[:, sl["a"]], second[:, sl["a"]]
+    np.testing.assert_allclose(x[:, sl["a"]].std(0), np.exp([-0.3, 0.2]), rtol=0.06)
+    assert abs(np.corrcoef(a1[:, 0], a2[:, 0])[0, 1]) < 0.06
     on = x[:, sl["on"]][:, 0]
     assert abs(on.mean() - 1 / (1 + np.exp(-0.4))) < 0.03
-    assert 0.3 < np.mean(on[0::2] != on[1::2]) < 0.65  # redrawn, not shared
-    np.testing.assert_array_equal(s.redrawn_mask, [True] * 4 + [False] * 6)
-    # with antithetic as well: the free normals mirror and the choices redraw
-    y = s.sample(6, np.random.default_rng(3), antithetic=True, paired=True)
-    np.testing.assert_allclose(y[0::2, sl["a"]] + y[1::2, sl["a"]],
-                               np.broadcast_to([2.0, -4.0], (3, 2)), atol=1e-9)
-    s.validate_latents(np.concatenate([x, y]))
+    s.validate_latents(x)
     np.testing.assert_array_equal(s.sample(6, np.random.default_rng(3), paired=True),
                                   s.sample(6, np.random.default_rng(3), paired=True))
     with pytest.raises(SpaceError, match="paired sampling draws pairs, got an odd n = 5"):
         s.sample(5, np.random.default_rng(0), paired=True)
+    with pytest.raises(SpaceError, match="choose one"):
+        s.sample(6, np.random.default_rng(0), paired=True, antithetic=True)

@@ -65,9 +65,9 @@ class AutoSimulate(Algorithm):
         # from q_psi, choice counts within one of K * p, normals spread over their quantiles
         # | antithetic: K / 2 pairs sharing all but the free normals, which are mirrored about
         # their means: the normals' score terms become differences of two renders | paired:
-        # K / 2 pairs sharing all but the free choices (categoricals, bernoullis), which each
-        # row draws on its own: a choice's score terms become differences of two renders of
-        # one scene, its partner the baseline (space.sample, hypergrad.score_terms)
+        # K / 2 pairs sharing the fixed parameters (clevr: the objects' layout), every free
+        # one drawn per row; each row's partner is its baseline, and the layout's share of the
+        # variation cancels (space.sample, hypergrad.score_terms)
         "sampling": "iid",
         # drop the score terms of parameters a sample's render does not use (the space's
         # active_if): unbiased (Rao-Blackwellised), less variance
@@ -104,10 +104,10 @@ class AutoSimulate(Algorithm):
                                         or int(o["replay"])):
             raise ValueError(f"{o['sampling']} sampling needs an even k >= 4 and no replay, "
                              f"got k = {o['k']}, replay = {o['replay']}")
-        if o["sampling"] == "paired" and not self.space.redrawn_mask.any():
-            raise ValueError("paired sampling redraws the free choices (categoricals, "
-                             "bernoullis) within a pair, and this space has none free: its "
-                             "pairs would be one render twice; use another sampling")
+        if o["sampling"] == "paired" and self.space.free_mask.all():
+            raise ValueError("paired sampling shares the fixed parameters between a pair's "
+                             "rows, and this space fixes none: its pairs would be independent "
+                             "draws with a one-sample baseline; use another sampling")
         if not float(o["shrink"]) >= 0 or (float(o["shrink"]) and int(o["replay"])):
             raise ValueError(f"shrink must be >= 0 and needs no replay (importance-weighted "
                              f"samples have no sampling variance estimate), got shrink = "
@@ -233,7 +233,7 @@ class AutoSimulate(Algorithm):
             score=score, weights=weights, v0=v0, hessian_loss=hessian_loss,
             baseline=baseline, normalise=bool(o["normalise"]),
             pairs=o["sampling"] in PAIRED,
-            partner=(torch.as_tensor(self.space.redrawn_mask, device=ctx.device)
+            partner=(torch.ones(self.space.psi_dim, dtype=torch.bool, device=ctx.device)
                      if o["sampling"] == "paired" else None),
             cg=CGSettings(damping=self.damping, max_iter=int(o["cg_iters"]),
                           rtol=float(o["cg_rtol"])))

@@ -37,8 +37,8 @@ METHOD_FLAGS: tuple[tuple[str, dict[str, Any]], ...] = (
                    "each sample's grad l . v by its gradient norm"}),
     ("sampling", {"choices": ("iid", "stratified", "antithetic", "paired"),
                   "help": "autosimulate: latents i.i.d., Latin-hypercube stratified, in "
-                  "antithetic pairs (free normals mirrored, the rest shared) or paired (free "
-                  "choices drawn per row, the rest shared)"}),
+                  "antithetic pairs (free normals mirrored, the rest shared) or paired (the "
+                  "fixed parameters shared, the free ones drawn per row)"}),
     ("active_only", {"action": argparse.BooleanOptionalAction, "default": None,
                      "help": "autosimulate: drop the score terms of parameters a render does "
                      "not use (the space's active_if; unbiased)"}),
