@@ -13,13 +13,15 @@ reference over draws, and the variance of the entries across draws relative to i
   layout: objects' places, shapes, colour), everything free drawn per row; the partner is
   the baseline of every entry (a valid one: it is independent of the row's own free draws).
 
-    python bench/diagnose_sampling.py [--threads 1] [--draws 20] [--k 16] [--ref-k 512]
+    python bench/diagnose_sampling.py [--threads 1] [--draws 20] [--k 16] [--ref-k 512] [--seed 1]
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -87,9 +89,8 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=16)
     ap.add_argument("--ref-k", type=int, default=512)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=1, help="the draws' seed (theta's stays 0)")
     args = ap.parse_args()
-    import tempfile
-    from pathlib import Path
     work = Path(tempfile.mkdtemp(prefix="autosim-sampling-"))
     with LocalServers("clevr", 1, threads=args.threads) as endpoints, \
             RemoteSimulator(endpoints) as sim:
@@ -106,7 +107,7 @@ def main() -> None:
         model, _ = train_fresh(task, data, device="cpu", generator=torch.Generator().manual_seed(0),
                                lr=judge.lr_theta, epochs=judge.epochs,
                                batch_size=judge.batch_size)
-        rng = np.random.default_rng(1)
+        rng = np.random.default_rng(args.seed)
         halves = [estimate(task, model, space, sim, "iid", space.sample(args.ref_k // 2, rng),
                            val) for _ in range(2)]
         ref = (halves[0] + halves[1]) / 2
