@@ -26,7 +26,7 @@ from optimizer.bench_paired import paired
 from optimizer.bench_report import markdown, plot
 from optimizer.bench_setup import BenchConfig, BenchSetup, Target, open_bench
 from optimizer.errors import CliError
-from optimizer.judge import gap_closed, mean_std, paired_span, start_score
+from optimizer.judge import gap_closed, mean_se, mean_std, paired_span, start_score
 from optimizer.optimize import device_of, effective_options
 from optimizer.run import Runner, read_metrics, strict_json
 from optimizer.tasks.base import TaskData
@@ -117,12 +117,14 @@ MIN_SPAN = 0.02  # a target closer to the start than this (in metric units) has 
 
 def separable(ref: dict[str, Any]) -> bool:
     """Whether the judge tells the target's configuration from the start: the paired span
-    exceeds MIN_SPAN and twice its standard error. A target the judge cannot tell apart has
-    no gap to close; its gap closed would be noise over noise."""
+    exceeds MIN_SPAN and twice its standard error (unknown with one judge seed: MIN_SPAN
+    alone then). A target the judge cannot tell apart has no gap to close; its gap closed
+    would be noise over noise."""
     if ref.get("target") is None:
         return False
     span, se = paired_span(ref)
-    return bool(np.isfinite(span)) and span > max(MIN_SPAN, 2.0 * se)
+    floor = max(MIN_SPAN, 2.0 * se) if np.isfinite(se) else MIN_SPAN
+    return bool(np.isfinite(span)) and span > floor
 
 
 def summarise(runs: list[dict[str, Any]], methods: list[str], refs: dict[str, dict[str, Any]],
@@ -143,10 +145,10 @@ def summarise(runs: list[dict[str, Any]], methods: list[str], refs: dict[str, di
         for name, span in spans.items():
             ts = [r for r in mine if r["target"] == name]
             starts = [start_score(refs[name], r["seed"]) for r in ts]
-            ms = [mean_std([gap_closed(r["checkpoints"][i]["test"], s0, s0 + span)
-                            for r, s0 in zip(ts, starts)]) for i in range(len(fractions))]
+            ms = [mean_se([gap_closed(r["checkpoints"][i]["test"], s0, s0 + span)
+                           for r, s0 in zip(ts, starts)]) for i in range(len(fractions))]
             per_target[name] = [m for m, _ in ms]
-            per_target_se[name] = [sd / np.sqrt(max(len(ts), 1)) for _, sd in ms]
+            per_target_se[name] = [se for _, se in ms]
             gaps.append(per_target[name])
         row["gap"] = [mean_std([g[i] for g in gaps]) for i in range(len(fractions))]
         row["gap_per_target"] = per_target

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from optimizer.judge import finite, mean_std, paired_span, start_score
+from optimizer.judge import finite, mean_se, paired_span, start_score
 
 
 def _final(run: dict[str, Any]) -> float:
@@ -24,9 +24,8 @@ def _final(run: dict[str, Any]) -> float:
 def _stats(diffs: list[float]) -> dict[str, Any]:
     """Mean, standard error and how many of the differences are above zero."""
     diffs = [d for d in diffs if finite(d)]
-    mean, sd = mean_std(diffs)
-    return {"mean": mean, "se": sd / np.sqrt(len(diffs)) if len(diffs) > 1 else float("nan"),
-            "better": sum(d > 0 for d in diffs), "of": len(diffs)}
+    mean, se = mean_se(diffs)
+    return {"mean": mean, "se": se, "better": sum(d > 0 for d in diffs), "of": len(diffs)}
 
 
 def paired(runs: list[dict[str, Any]], methods: list[str], refs: dict[str, dict[str, Any]],

@@ -14,6 +14,8 @@ from optimizer.judge import mean_std, paired_span
 def _ms(pair: tuple[float, float] | None, fmt: str) -> str:
     if pair is None or not np.isfinite(pair[0]):
         return "n/a"
+    if not np.isfinite(pair[1]):  # one value: its spread is unknown, not zero
+        return f"{pair[0]:{fmt}}"
     return f"{pair[0]:{fmt}} ± {pair[1]:{fmt}}"
 
 

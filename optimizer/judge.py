@@ -85,14 +85,19 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
+def mean_se(values: Sequence[float]) -> tuple[float, float]:
+    """(mean, standard error of the mean) of the finite values; the error is nan below two
+    values (one value says nothing of its spread), the mean nan for none."""
+    values = [float(v) for v in values if finite(v)]
+    mean, sd = mean_std(values)
+    return mean, (sd / np.sqrt(len(values)) if len(values) > 1 else float("nan"))
+
+
 def paired_span(ref: dict[str, Any]) -> tuple[float, float]:
     """(mean, standard error) of target - start over the judge seeds. Judge seed s fixes the
     latents and the model's initialisation for both, so the difference is measured seed by
     seed: a seed that trains badly (0.14 vs 0.28 mIoU on clevr) shifts both scores alike."""
-    diffs = [t - s for s, t in zip(ref["start"], ref["target"] or [])
-             if finite(s) and finite(t)]
-    mean, sd = mean_std(diffs)
-    return mean, (sd / np.sqrt(len(diffs)) if diffs else float("nan"))
+    return mean_se([t - s for s, t in zip(ref["start"], ref["target"] or [])])
 
 
 def start_score(ref: dict[str, Any], seed: int) -> float:

@@ -12,7 +12,7 @@ from optimizer.bench import images_to_reach, psi_at, summarise
 from optimizer.bench_paired import markdown as paired_markdown
 from optimizer.bench_paired import paired
 from optimizer.bench_report import markdown
-from optimizer.judge import Judge, gap_closed, mean_std, paired_span
+from optimizer.judge import Judge, gap_closed, mean_se, mean_std, paired_span
 from optimizer.simulators.toy import ToySimulator
 from optimizer.targets import draw_target, draw_targets, moved_parameters
 from optimizer.tasks.classifier import ClassifierTask
@@ -123,6 +123,23 @@ def test_summary_gap_closed_and_images_to_close_the_gap_by_hand():
     table = markdown(summary, refs, "toy", "accuracy", 64, 2)
     assert "too close" in table
     assert "| m | 1.00 ± 0.00 | 64 ± 0 |" in table  # a run under 10 s is not "0 ± 0" seconds
+
+
+def test_one_judge_seed_has_no_standard_error_and_min_span_alone_decides():
+    """With one seed a span and a target's gap closed have no standard error (nan, printed
+    without one, never '± 0.00'); the target still counts when its span passes MIN_SPAN."""
+    assert np.isnan(mean_se([0.3])[1]) and mean_se([0.1, 0.3]) == pytest.approx((0.2, 0.1))
+    assert np.isnan(mean_se([])[0])
+    refs = {"t0": {"start": [0.2], "target": [0.6]}, "near": {"start": [0.2], "target": [0.21]}}
+    run = {"method": "m", "seed": 0, "target": "t0", "wall_s": 1.0, "images": 64,
+           "agreement": [], "checkpoints": [{"fraction": 1, "images": 64, "test": 0.4}]}
+    summary = summarise([run], ["m"], refs, [1.0])
+    assert summary["separable"] == ["t0"]
+    (row,) = summary["rows"]
+    assert row["gap_per_target"]["t0"] == [pytest.approx(0.5)]
+    assert np.isnan(row["gap_per_target_se"]["t0"][0])
+    table = markdown(summary, refs, "toy", "accuracy", 64, 1)
+    assert "| t0 | - | 0.200 ± 0.000 | 0.600 ± 0.000 | 0.400 | 0.50 |" in table, table
 
 
 def test_paired_differences_run_by_run_by_hand():
