@@ -127,6 +127,20 @@ def separable(ref: dict[str, Any]) -> bool:
     return bool(np.isfinite(span)) and span > floor
 
 
+def _choices(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per choice (categorical) some run's target moved, over those runs: the probability on
+    the target's favoured choices at the start and the end, and how much closer the end is to
+    the target's probabilities in total variation (start - end; > 0: towards the target)."""
+    seen: dict[str, list[dict[str, Any]]] = {}
+    for r in runs:
+        for a in r.get("agreement") or []:
+            seen.setdefault(a["name"], []).append(a)
+    return {name: {"runs": len(rows), "start": mean_std([a["mass_start"] for a in rows]),
+                   "end": mean_std([a["mass_end"] for a in rows]),
+                   "closer": mean_se([a["tv_start"] - a["tv_end"] for a in rows])}
+            for name, rows in seen.items()}
+
+
 def summarise(runs: list[dict[str, Any]], methods: list[str], refs: dict[str, dict[str, Any]],
               fractions: list[float]) -> dict[str, Any]:
     """Per method: the judged test metric at each checkpoint, gap closed (mean and spread over
@@ -165,8 +179,10 @@ def summarise(runs: list[dict[str, Any]], methods: list[str], refs: dict[str, di
                     reach.append(hit)
             row[f"reach_{int(level * 100)}"] = {"images": mean_std(reach) if reach else None,
                                                 "reached": len(reach), "of": total}
-        row["favoured_mass"] = mean_std([r["agreement"][0]["mass_end"] for r in mine
-                                         if r.get("agreement")])
+        # each run's mean over the choices its target moved (report.categorical_agreement)
+        row["favoured_mass"] = mean_std([float(np.mean([a["mass_end"] for a in r["agreement"]]))
+                                         for r in mine if r.get("agreement")])
+        row["choices"] = _choices(mine)
         rows.append(row)
     return {"rows": rows, "fractions": fractions, "separable": list(spans),
             "paired": paired(runs, methods, refs, list(spans))}

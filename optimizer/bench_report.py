@@ -19,6 +19,31 @@ def _ms(pair: tuple[float, float] | None, fmt: str) -> str:
     return f"{pair[0]:{fmt}} ± {pair[1]:{fmt}}"
 
 
+def _signed(pair: tuple[float, float]) -> str:
+    mean, se = pair
+    if not np.isfinite(mean):
+        return "n/a"
+    return f"{mean:+.3f}" + (f" ± {se:.3f}" if np.isfinite(se) else "")
+
+
+def _choices_table(rows: list[dict[str, Any]]) -> list[str]:
+    """Per categorical: P(favoured) at the start and per method at the end (mean ± std), and
+    the total-variation distance to the target's probabilities closed (mean ± standard error)
+    over the runs whose target moved it."""
+    names = list(dict.fromkeys(n for r in rows for n in r.get("choices", {})))
+    head = ["Categorical", "Runs", "P(favoured) at the start"] + [
+        f"{r['method']}: {what}" for r in rows for what in ("P(favoured)", "TV closer by")]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name in names:
+        first = next(r["choices"][name] for r in rows if name in r.get("choices", {}))
+        cells = [name, str(first["runs"]), _ms(first["start"], ".3f")]
+        for r in rows:
+            c = r.get("choices", {}).get(name)
+            cells += ([_ms(c["end"], ".3f"), _signed(c["closer"])] if c else ["n/a", "n/a"])
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def _reach(cell: dict[str, Any]) -> str:
     if not cell["of"]:
         return "n/a"
@@ -83,7 +108,9 @@ def markdown(summary: dict[str, Any], refs: dict[str, dict[str, Any]], scene: st
         lines.append("| " + " | ".join(cells) + " |")
     if agreement:
         lines += ["", "P(favoured): the final psi's probability on the choices the target "
-                  "configuration favours (a uniform start puts favoured/choices there)."]
+                  "configuration favours (a uniform start puts favoured/choices there), a "
+                  "run's mean over the categoricals its target moved; per categorical:", "",
+                  *_choices_table(summary["rows"])]
     if summary.get("paired"):
         lines += ["", *bench_paired.markdown(summary["paired"], metric)]
     return "\n".join(lines) + "\n"

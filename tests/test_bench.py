@@ -362,3 +362,27 @@ def test_judge_references_are_kept_and_reused_only_while_their_key_matches(tmp_p
         cache.write_text("{not json")                      # unreadable: judged again
         judge_references(setup, target, 1, cache)
         assert len(calls) == 10
+
+
+def test_choices_are_summarised_per_categorical_over_the_runs_whose_target_moved_them():
+    """P(favoured) is each run's mean over the categoricals its target moved; the table per
+    categorical gives the start's and the end's mass and the total variation closed."""
+    def agree(name, m0, m1, tv0, tv1):
+        return {"name": name, "favoured": 1, "mass_start": m0, "mass_end": m1,
+                "mass_target": 0.9, "tv_start": tv0, "tv_end": tv1}
+    refs = {"t0": {"start": [0.2, 0.2], "target": [0.6, 0.6]}}
+    runs = [{"method": "m", "seed": i, "target": "t0", "wall_s": 1.0, "images": 64,
+             "agreement": ag, "checkpoints": [{"fraction": 1, "images": 64, "test": 0.4}]}
+            for i, ag in enumerate([[agree("count", 0.25, 0.45, 0.5, 0.3),
+                                     agree("kind", 0.5, 0.3, 0.2, 0.4)],
+                                    [agree("count", 0.25, 0.35, 0.5, 0.4)]])]
+    summary = summarise(runs, ["m"], refs, [1.0])
+    (row,) = summary["rows"]
+    assert row["favoured_mass"] == pytest.approx((np.mean([0.375, 0.35]),
+                                                  np.std([0.375, 0.35], ddof=1)))
+    assert row["choices"]["count"]["runs"] == 2
+    assert row["choices"]["count"]["closer"] == pytest.approx((0.15, 0.05))
+    assert row["choices"]["kind"]["runs"] == 1 and np.isnan(row["choices"]["kind"]["closer"][1])
+    table = markdown(summary, refs, "toy", "accuracy", 64, 2)
+    assert "| count | 2 | 0.250 ± 0.000 | 0.400 ± 0.071 | +0.150 ± 0.050 |" in table, table
+    assert "| kind | 1 | 0.500 ± 0.000 | 0.300 ± 0.000 | -0.200 |" in table, table
