@@ -62,9 +62,14 @@ def draw(space, kind: str, k: int, rng: np.random.Generator) -> np.ndarray:
     return lat
 
 
-def estimate(task, model, space, sim, kind: str, latents: np.ndarray, val) -> np.ndarray:
-    data = TaskData.cat([task.to_data(sim.render(latents[i:i + 64], SIZE, SIZE), "cpu")
+def render_data(task, sim, latents: np.ndarray) -> TaskData:
+    """The latents rendered in requests of 64, as one batch of task data on the CPU."""
+    return TaskData.cat([task.to_data(sim.render(latents[i:i + 64], SIZE, SIZE), "cpu")
                          for i in range(0, len(latents), 64)])
+
+
+def estimate(task, model, space, sim, kind: str, latents: np.ndarray, val) -> np.ndarray:
+    data = render_data(task, sim, latents)
     score = torch.as_tensor(space.score(latents), dtype=torch.float32)
     partner = {"iid": None, "choices": torch.as_tensor(choice_mask(space)),
                "paired": torch.ones(space.psi_dim, dtype=torch.bool)}[kind]
@@ -102,8 +107,7 @@ def main() -> None:
                                     test=val, render=lambda lat: sim.render(lat, SIZE, SIZE),
                                     device=torch.device("cpu"))
         latents = space.sample(judge.train_n, np.random.default_rng(5))
-        data = TaskData.cat([task.to_data(sim.render(latents[i:i + 64], SIZE, SIZE), "cpu")
-                             for i in range(0, len(latents), 64)])
+        data = render_data(task, sim, latents)
         model, _ = train_fresh(task, data, device="cpu", generator=torch.Generator().manual_seed(0),
                                lr=judge.lr_theta, epochs=judge.epochs,
                                batch_size=judge.batch_size)
