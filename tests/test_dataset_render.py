@@ -111,6 +111,12 @@ def test_coco_export_loads_and_scores_ap_1_against_itself(tmp_path) -> None:
     assert labels == len(anns)
 
 
+def _default_sigint() -> None:
+    # a shell's background job starts with SIGINT ignored, and Python then never raises
+    # KeyboardInterrupt: the child gets the default handler whoever runs the tests
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.blender
 def test_an_interrupted_render_resumes_byte_identical(tmp_path) -> None:
     common = ["--scene", "clevr", "--n", "40", "--size", "32", "--seed", "5", "--threads", "1",
@@ -120,7 +126,7 @@ def test_an_interrupted_render_resumes_byte_identical(tmp_path) -> None:
     part = tmp_path / "part"
     proc = subprocess.Popen([sys.executable, "-m", "optimizer.cli", "render", *common,
                              "--out", str(part)], cwd=str(ROOT), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:  # interrupt once some, not all, items are written
         items = part / ITEMS
