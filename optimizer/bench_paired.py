@@ -60,11 +60,19 @@ def paired(runs: list[dict[str, Any]], methods: list[str], refs: dict[str, dict[
     return {"vs_start": vs_start, "pairs": pairs}
 
 
+def pm(mean: float, spread: float, fmt: str, signed: bool = False) -> str:
+    """'mean ± spread' for bench.md: 'n/a' without a mean, and the mean alone where the
+    spread is unknown (one value has no spread, which is not a spread of zero)."""
+    if not np.isfinite(mean):
+        return "n/a"
+    head = f"{mean:{'+' if signed else ''}{fmt}}"
+    return head + (f" ± {spread:{fmt}}" if np.isfinite(spread) else "")
+
+
 def _cell(s: dict[str, Any], fmt: str) -> list[str]:
     if not s["of"]:
         return ["n/a", "n/a"]
-    se = f"{s['se']:{fmt}}" if np.isfinite(s["se"]) else "n/a"
-    return [f"{s['mean']:+{fmt}} ± {se}", f"{s['better']}/{s['of']}"]
+    return [pm(s["mean"], s["se"], fmt, signed=True), f"{s['better']}/{s['of']}"]
 
 
 def markdown(table: dict[str, Any], metric: str) -> list[str]:

@@ -12,18 +12,7 @@ from optimizer.judge import mean_std, paired_span
 
 
 def _ms(pair: tuple[float, float] | None, fmt: str) -> str:
-    if pair is None or not np.isfinite(pair[0]):
-        return "n/a"
-    if not np.isfinite(pair[1]):  # one value: its spread is unknown, not zero
-        return f"{pair[0]:{fmt}}"
-    return f"{pair[0]:{fmt}} ± {pair[1]:{fmt}}"
-
-
-def _signed(pair: tuple[float, float]) -> str:
-    mean, se = pair
-    if not np.isfinite(mean):
-        return "n/a"
-    return f"{mean:+.3f}" + (f" ± {se:.3f}" if np.isfinite(se) else "")
+    return "n/a" if pair is None else bench_paired.pm(pair[0], pair[1], fmt)
 
 
 def _choices_table(rows: list[dict[str, Any]]) -> list[str]:
@@ -39,7 +28,8 @@ def _choices_table(rows: list[dict[str, Any]]) -> list[str]:
         cells = [name, str(first["runs"]), _ms(first["start"], ".3f")]
         for r in rows:
             c = r.get("choices", {}).get(name)
-            cells += ([_ms(c["end"], ".3f"), _signed(c["closer"])] if c else ["n/a", "n/a"])
+            cells += ([_ms(c["end"], ".3f"), bench_paired.pm(*c["closer"], ".3f", signed=True)]
+                      if c else ["n/a", "n/a"])
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
