@@ -22,17 +22,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from clevr_estimate import SIZE, cosine, estimate, render_data  # bench/, beside this script
 
 from optimizer.data import load_image_set
 from optimizer.dataset_render import render_dataset
-from optimizer.hypergrad import CGSettings, hypergradient
 from optimizer.judge import Judge, mean_std
 from optimizer.simulators.local_servers import LocalServers
 from optimizer.simulators.remote import RemoteSimulator
-from optimizer.tasks.base import TaskData
 from optimizer.tasks.segmentation import SegmentationTask
-
-SIZE = 64
 
 
 def only(space, name: str):
@@ -44,18 +41,9 @@ def only(space, name: str):
 
 def hypergrad(task, model, space, sim, latents, weights, val, paired=False):
     data = task.to_data(sim.render(latents, SIZE, SIZE), "cpu")
-    score = torch.as_tensor(space.score(latents), dtype=torch.float32)
-    model.eval()
-    params = task.head_parameters(model)
-    res = hypergradient(approx="quadratic", params=params,
-                        per_sample_loss=lambda: task.per_sample_loss(model, data),
-                        val_loss=lambda: task.loss(model, val), score=score,
-                        weights=None if weights is None else torch.as_tensor(
-                            weights, dtype=torch.float32),
-                        hessian_loss=lambda: task.loss(model, data), pairs=paired,
-                        partner=torch.ones(space.psi_dim, dtype=torch.bool) if paired else None,
-                        cg=CGSettings(damping=0.1, max_iter=5, rtol=1e-3))
-    return res.grad.double().numpy()[space.free_mask]
+    partner = torch.ones(space.psi_dim, dtype=torch.bool) if paired else None
+    return estimate(task, model, space, data, latents, val, weights=weights,
+                    partner=partner)[space.free_mask]
 
 
 def case(name, space, target, sim, task, judge, model, val, args, rng):
@@ -91,13 +79,11 @@ def case(name, space, target, sim, task, judge, model, val, args, rng):
                       val)
     draws = [hypergrad(task, model, space, sim, space.sample(args.k, rng), None, val)
              for _ in range(args.draws)]
-    cos = [float(d @ exact / (np.linalg.norm(d) * np.linalg.norm(exact) + 1e-30))
-           for d in draws]
+    cos = [cosine(d, exact) for d in draws]
     if space.params[space.names.index(name)].kind == "categorical":  # sampling 'paired'
         pdraws = [hypergrad(task, model, space, sim, space.sample(args.k, rng, paired=True),
                             None, val, paired=True) for _ in range(args.draws)]
-        pcos = [float(d @ exact / (np.linalg.norm(d) * np.linalg.norm(exact) + 1e-30))
-                for d in pdraws]
+        pcos = [cosine(d, exact) for d in pdraws]
     judged = [mean_std(judge.scores(s, range(args.judge_seeds))) for s in fixed_at]
     names = space.psi_labels
     free = [names[i] for i in np.flatnonzero(space.free_mask)]
@@ -154,8 +140,7 @@ def main() -> None:
                                         device=torch.device("cpu"))
             # theta near theta*(start): the judge's own training on the start distribution
             latents = start.sample(judge.train_n, np.random.default_rng(5))
-            data = TaskData.cat([task.to_data(sim.render(latents[i:i + 64], SIZE, SIZE), "cpu")
-                                 for i in range(0, len(latents), 64)])
+            data = render_data(task, sim, latents)
             from optimizer.training import train_fresh
 
             model, _ = train_fresh(task, data, device="cpu",

@@ -25,19 +25,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from clevr_estimate import SIZE, cosine, estimate, render_data  # bench/, beside this script
 
 from optimizer.data import load_image_set
 from optimizer.dataset_render import render_dataset
-from optimizer.hypergrad import CGSettings, hypergradient
 from optimizer.judge import Judge
 from optimizer.optimize import fix_parameters, resolve_fix
 from optimizer.simulators.local_servers import LocalServers
 from optimizer.simulators.remote import RemoteSimulator
-from optimizer.tasks.base import TaskData
 from optimizer.tasks.segmentation import SegmentationTask
 from optimizer.training import train_fresh
 
-SIZE = 64
 SAMPLINGS = ("iid", "choices", "paired")
 
 
@@ -62,30 +60,12 @@ def draw(space, kind: str, k: int, rng: np.random.Generator) -> np.ndarray:
     return lat
 
 
-def render_data(task, sim, latents: np.ndarray) -> TaskData:
-    """The latents rendered in requests of 64, as one batch of task data on the CPU."""
-    return TaskData.cat([task.to_data(sim.render(latents[i:i + 64], SIZE, SIZE), "cpu")
-                         for i in range(0, len(latents), 64)])
-
-
-def estimate(task, model, space, sim, kind: str, latents: np.ndarray, val) -> np.ndarray:
+def sampled(task, model, space, sim, kind: str, latents: np.ndarray, val) -> np.ndarray:
     data = render_data(task, sim, latents)
-    score = torch.as_tensor(space.score(latents), dtype=torch.float32)
     partner = {"iid": None, "choices": torch.as_tensor(choice_mask(space)),
                "paired": torch.ones(space.psi_dim, dtype=torch.bool)}[kind]
-    model.eval()
-    sub = data.subset(slice(0, 8))
-    res = hypergradient(approx="quadratic", params=task.head_parameters(model),
-                        per_sample_loss=lambda: task.per_sample_loss(model, data),
-                        val_loss=lambda: task.loss(model, val), score=score,
-                        hessian_loss=lambda: task.loss(model, sub),
-                        pairs=kind != "iid", partner=partner,
-                        cg=CGSettings(damping=0.1, max_iter=5, rtol=1e-3))
-    return res.grad.double().numpy()
-
-
-def cosine(a: np.ndarray, b: np.ndarray) -> float:
-    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-30))
+    return estimate(task, model, space, data, latents, val, partner=partner,
+                    hessian=data.subset(slice(0, 8)))
 
 
 def main() -> None:
@@ -112,7 +92,7 @@ def main() -> None:
                                lr=judge.lr_theta, epochs=judge.epochs,
                                batch_size=judge.batch_size)
         rng = np.random.default_rng(args.seed)
-        halves = [estimate(task, model, space, sim, "iid", space.sample(args.ref_k // 2, rng),
+        halves = [sampled(task, model, space, sim, "iid", space.sample(args.ref_k // 2, rng),
                            val) for _ in range(2)]
         ref = (halves[0] + halves[1]) / 2
         free = space.free_mask
@@ -120,7 +100,7 @@ def main() -> None:
         print(f"reference: {args.ref_k} iid samples; its two halves agree at cosine "
               + ", ".join(f"{g} {cosine(halves[0][m], halves[1][m]):.2f}"
                           for g, m in groups.items()))
-        est = {kind: np.array([estimate(task, model, space, sim, kind,
+        est = {kind: np.array([sampled(task, model, space, sim, kind,
                                         draw(space, kind, args.k, rng), val)
                                for _ in range(args.draws)]) for kind in SAMPLINGS}
         base_var = {g: est["iid"][:, m].var(0).sum() for g, m in groups.items()}
