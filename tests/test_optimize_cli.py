@@ -40,7 +40,7 @@ def _wait_lines(run: Path, n: int, proc: subprocess.Popen, timeout: float = 300)
 
 def test_toy_run_writes_everything_and_improves(tmp_path):
     run = tmp_path / "run"
-    out = autosim("optimize", "--scene", "toy", "--budget-images", "2560", "--seed", "3",
+    out = autosim("optimize", "--scene", "toy", "--budget-images", "10240", "--seed", "3",
                   "--out", str(run), "--device", "auto")
     assert out.returncode == 0, out.stderr
     assert "accuracy:" in out.stdout and "report:" in out.stdout
@@ -48,7 +48,7 @@ def test_toy_run_writes_everything_and_improves(tmp_path):
     assert [r["iteration"] for r in records] == list(range(40))
     for key in ("iteration", "images_rendered", "wall_s", "val_metric", "psi", "overhead"):
         assert key in records[0]
-    assert records[-1]["images_rendered"] == 2560
+    assert records[-1]["images_rendered"] == 10240
     assert max(r["val_metric"] for r in records[-5:]) > records[0]["val_metric"] + 0.1
     final = ParameterSpace.from_json((run / "final_space.json").read_text())
     assert final.psi.tolist() == records[-1]["psi"]
@@ -202,7 +202,7 @@ def test_demo_runs_end_to_end_small(tmp_path):
 
 def test_bench_toy_writes_table_json_and_plot(tmp_path):
     out = autosim("bench", "--scene", "toy", "--methods", "autosimulate,no_val", "--seeds", "2",
-                  "--budget-images", "640", "--out", str(tmp_path / "b"))
+                  "--budget-images", "640", "--k", "64", "--out", str(tmp_path / "b"))
     assert out.returncode == 0, out.stderr
     table = (tmp_path / "b" / "bench.md").read_text()
     assert "| autosimulate |" in table and "| no_val |" in table

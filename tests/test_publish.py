@@ -44,8 +44,8 @@ def _drain(sub, wait_ms=500):
 
 
 def _toy_run(out, endpoint, *extra):
-    return cli(["optimize", "--scene", "toy", "--budget-images", "192", "--out", str(out),
-                "--no-progress", "--publish", endpoint, *extra])
+    return cli(["optimize", "--scene", "toy", "--budget-images", "192", "--k", "64",
+                "--out", str(out), "--no-progress", "--publish", endpoint, *extra])
 
 
 def test_a_watcher_gets_every_iteration_of_a_toy_run(tmp_path):

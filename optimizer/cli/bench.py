@@ -43,10 +43,10 @@ class BenchCommand(Command):
         p.add_argument("--seeds", type=int, help="seeds per method (default: the scene's, "
                        "see --quick)")
         p.add_argument("--budget-images", type=int, help="images per run (default: the "
-                       "scene's; toy 3200, clevr and placement 1920)")
+                       "scene's; toy 30720, clevr and placement 1920)")
         p.add_argument("--quick", action="store_true",
-                       help="the scene's small budget: toy 1920 images x 3 seeds (< 5 min on 2 "
-                       "cores), clevr and placement 640 images x 2 seeds")
+                       help="the scene's small budget: toy 7680 images x 3 seeds, clevr and "
+                       "placement 640 images x 2 seeds")
         p.add_argument("--size", type=int, default=64, help="image side for rendered scenes")
         p.add_argument("--device", default="auto")
         p.add_argument("--out", required=True)
