@@ -272,8 +272,7 @@ def _toy_run(run_dir: Path, endpoint: str) -> None:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     done = subprocess.run([sys.executable, "-m", "optimizer.cli", "optimize", "--scene", "toy",
                            "--budget-images", "1280", "--k", "64", "--device", "cpu",
-                           "--out", str(run_dir),
-                           "--no-progress", "--publish", endpoint],
+                           "--out", str(run_dir), "--no-progress", "--publish", endpoint],
                           capture_output=True, text=True, env=env, timeout=60, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
 
